@@ -1,0 +1,273 @@
+// Vectorized, multithreaded CPU kernels of the Gaussian family. Compiled once per
+// CPU capability (see CMakeLists.txt); CPU_CAPABILITY names the namespace.
+#include <algorithm>
+#include <cstdint>
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include "gaussian.h"
+#include "gentk/gaussian.h"
+#include "gentk/philox.h"
+
+namespace gentk::cpu {
+namespace CPU_CAPABILITY {
+namespace {
+
+using at::vec::Vectorized;
+
+// Elements per parallel task at minimum: below ~16K elements threads cost more than they save.
+constexpr int64_t kGrainGroups = 256;
+// KL sums run in the input dtype per vector lane for this many groups, then in double.
+constexpr int64_t kFlushGroups = 32;
+
+template <class T>
+struct VecMath {
+  static Vectorized<T> log(const Vectorized<T>& x) { return x.log(); }
+  static Vectorized<T> sqrt(const Vectorized<T>& x) { return x.sqrt(); }
+  static Vectorized<T> sin(const Vectorized<T>& x) { return x.sin(); }
+  static Vectorized<T> cos(const Vectorized<T>& x) { return x.cos(); }
+};
+
+template <class T>
+inline Vectorized<T> load(const T* p, int count) {
+  return count == Vectorized<T>::size() ? Vectorized<T>::loadu(p) : Vectorized<T>::loadu(p, count);
+}
+
+template <class T>
+inline void store(const Vectorized<T>& v, T* p, int count) {
+  if (count == Vectorized<T>::size()) v.store(p); else v.store(p, count);
+}
+
+template <class T>
+inline double horizontal_sum(const Vectorized<T>& v) {
+  alignas(64) T lanes[Vectorized<T>::size()];
+  v.store(lanes);
+  double s = 0;
+  for (int i = 0; i < Vectorized<T>::size(); ++i) s += lanes[i];
+  return s;
+}
+
+// Philox outputs of the 16 counters of noise group g, as x[output][lane]. GCC does not
+// vectorize the 32x32->64 multiplies on its own, so the x86 builds spell them out.
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+#if defined(CPU_CAPABILITY_AVX512)
+using VecU32 = __m512i;
+constexpr int kU32Lanes = 16;
+inline VecU32 set1(uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }
+inline VecU32 add(VecU32 a, VecU32 b) { return _mm512_add_epi32(a, b); }
+inline VecU32 bxor(VecU32 a, VecU32 b) { return _mm512_xor_si512(a, b); }
+inline void mulhilo(VecU32 a, VecU32 m, VecU32& hi, VecU32& lo) {
+  const VecU32 even = _mm512_mul_epu32(a, m);                      // lanes 0, 2, ...
+  const VecU32 odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);  // lanes 1, 3, ...
+  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+}
+inline VecU32 load_u32(const uint32_t* p) { return _mm512_loadu_si512(p); }
+inline void store_u32(uint32_t* p, VecU32 v) { _mm512_storeu_si512(p, v); }
+#else
+using VecU32 = __m256i;
+constexpr int kU32Lanes = 8;
+inline VecU32 set1(uint32_t v) { return _mm256_set1_epi32(static_cast<int>(v)); }
+inline VecU32 add(VecU32 a, VecU32 b) { return _mm256_add_epi32(a, b); }
+inline VecU32 bxor(VecU32 a, VecU32 b) { return _mm256_xor_si256(a, b); }
+inline void mulhilo(VecU32 a, VecU32 m, VecU32& hi, VecU32& lo) {
+  const VecU32 even = _mm256_mul_epu32(a, m);
+  const VecU32 odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+inline VecU32 load_u32(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline void store_u32(uint32_t* p, VecU32 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
+#endif
+
+inline void philox_group(int64_t g, uint64_t seed, uint64_t stream, uint32_t x[4][kNoiseLanes]) {
+  alignas(64) uint32_t lo[kNoiseLanes], hi[kNoiseLanes];
+  for (int k = 0; k < kNoiseLanes; ++k) {
+    const uint64_t c = static_cast<uint64_t>(g) * kNoiseLanes + k;
+    lo[k] = static_cast<uint32_t>(c);
+    hi[k] = static_cast<uint32_t>(c >> 32);
+  }
+  const VecU32 mul0 = set1(0xD2511F53u), mul1 = set1(0xCD9E8D57u);
+  const VecU32 bump0 = set1(0x9E3779B9u), bump1 = set1(0xBB67AE85u);
+  for (int k = 0; k < kNoiseLanes; k += kU32Lanes) {
+    VecU32 c0 = load_u32(lo + k), c1 = load_u32(hi + k);
+    VecU32 c2 = set1(static_cast<uint32_t>(stream)), c3 = set1(static_cast<uint32_t>(stream >> 32));
+    VecU32 k0 = set1(static_cast<uint32_t>(seed)), k1 = set1(static_cast<uint32_t>(seed >> 32));
+    for (int round = 0; round < 10; ++round) {
+      VecU32 hi0, lo0, hi1, lo1;
+      mulhilo(c0, mul0, hi0, lo0);
+      mulhilo(c2, mul1, hi1, lo1);
+      c0 = bxor(bxor(hi1, c1), k0);
+      c1 = lo1;
+      c2 = bxor(bxor(hi0, c3), k1);
+      c3 = lo0;
+      k0 = add(k0, bump0);
+      k1 = add(k1, bump1);
+    }
+    store_u32(x[0] + k, c0);
+    store_u32(x[1] + k, c1);
+    store_u32(x[2] + k, c2);
+    store_u32(x[3] + k, c3);
+  }
+}
+#else
+inline void philox_group(int64_t g, uint64_t seed, uint64_t stream, uint32_t x[4][kNoiseLanes]) {
+  for (int k = 0; k < kNoiseLanes; ++k) {
+    const Philox4 r = philox_at(static_cast<uint64_t>(g) * kNoiseLanes + k, seed, stream);
+    x[0][k] = r.x[0]; x[1][k] = r.x[1]; x[2][k] = r.x[2]; x[3][k] = r.x[3];
+  }
+}
+#endif
+
+// The 64 standard normals of noise group g (layout in gentk/philox.h).
+template <class T>
+inline void noise_group(int64_t g, uint64_t seed, uint64_t stream, T* out) {
+  alignas(64) uint32_t x[4][kNoiseLanes];
+  philox_group(g, seed, stream, x);
+  alignas(64) T u[4][kNoiseLanes];
+  for (int k = 0; k < kNoiseLanes; ++k) {
+    u[0][k] = uniform_open_closed(x[0][k]);
+    u[1][k] = uniform_closed_open(x[1][k]);
+    u[2][k] = uniform_open_closed(x[2][k]);
+    u[3][k] = uniform_closed_open(x[3][k]);
+  }
+  constexpr int W = Vectorized<T>::size();
+  static_assert(kNoiseLanes % W == 0, "a noise group must hold whole vectors");
+  for (int pair = 0; pair < 2; ++pair) {
+    for (int k = 0; k < kNoiseLanes; k += W) {
+      Vectorized<T> n0, n1;
+      box_muller<VecMath<T>>(Vectorized<T>::loadu(&u[2 * pair][k]),
+                             Vectorized<T>::loadu(&u[2 * pair + 1][k]), n0, n1);
+      n0.store(out + (2 * pair) * kNoiseLanes + k);
+      n1.store(out + (2 * pair + 1) * kNoiseLanes + k);
+    }
+  }
+}
+
+template <class T>
+void forward_impl(const GaussianForward& a) {
+  using V = Vectorized<T>;
+  constexpr int W = V::size();
+  const T* mu = static_cast<const T*>(a.mu);
+  const T* logvar = static_cast<const T*>(a.logvar);
+  const T* eps_in = static_cast<const T*>(a.eps);
+  T* z = static_cast<T*>(a.z);
+  T* kl = static_cast<T*>(a.kl);
+  const bool want_kl = kl != nullptr || a.kl_sum != nullptr;
+  const int64_t n = a.n;
+  const int64_t groups = (n + kNoiseGroup - 1) / kNoiseGroup;
+
+  auto body = [&](int64_t g0, int64_t g1) -> double {
+    alignas(64) T noise[kNoiseGroup];
+    double sum = 0;
+    V acc(T(0));
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t base = g * kNoiseGroup;
+      const int len = static_cast<int>(std::min<int64_t>(kNoiseGroup, n - base));
+      const T* eps = nullptr;
+      if (z != nullptr) {
+        if (eps_in != nullptr) {
+          eps = eps_in + base;
+        } else {
+          noise_group(g, a.seed, a.stream, noise);
+          eps = noise;
+        }
+      }
+      for (int i = 0; i < len; i += W) {
+        const int cnt = std::min(W, len - i);
+        const V m = load(mu + base + i, cnt);
+        const V lv = load(logvar + base + i, cnt);
+        const V sd = (lv * V(T(0.5))).exp_u20();
+        if (z != nullptr) store(reparam_z(m, load(eps + i, cnt), sd), z + base + i, cnt);
+        if (want_kl) {
+          const V k = kl_term(m, lv, sd);  // lanes past `cnt` load zeros and add 0
+          if (kl != nullptr) store(k, kl + base + i, cnt);
+          acc = acc + k;
+        }
+      }
+      if (a.kl_sum != nullptr && (g - g0) % kFlushGroups == kFlushGroups - 1) {
+        sum += horizontal_sum(acc);
+        acc = V(T(0));
+      }
+    }
+    return a.kl_sum != nullptr ? sum + horizontal_sum(acc) : 0.0;
+  };
+
+  if (a.kl_sum != nullptr) {
+    *a.kl_sum = at::parallel_reduce(
+        int64_t{0}, groups, kGrainGroups, 0.0,
+        [&](int64_t g0, int64_t g1, double) { return body(g0, g1); }, std::plus<double>());
+  } else {
+    at::parallel_for(int64_t{0}, groups, kGrainGroups, [&](int64_t g0, int64_t g1) { body(g0, g1); });
+  }
+}
+
+template <class T>
+void backward_impl(const GaussianBackward& a) {
+  using V = Vectorized<T>;
+  constexpr int W = V::size();
+  const T* mu = static_cast<const T*>(a.mu);
+  const T* logvar = static_cast<const T*>(a.logvar);
+  const T* eps_in = static_cast<const T*>(a.eps);
+  const T* grad_z = static_cast<const T*>(a.grad_z);
+  const T* grad_kl = static_cast<const T*>(a.grad_kl);
+  T* grad_mu = static_cast<T*>(a.grad_mu);
+  T* grad_logvar = static_cast<T*>(a.grad_logvar);
+  const bool has_kl = grad_kl != nullptr || a.grad_kl_scalar != 0.0;
+  const V kl_scalar(static_cast<T>(a.grad_kl_scalar));
+  const int64_t n = a.n;
+  const int64_t groups = (n + kNoiseGroup - 1) / kNoiseGroup;
+
+  at::parallel_for(int64_t{0}, groups, kGrainGroups, [&](int64_t g0, int64_t g1) {
+    alignas(64) T noise[kNoiseGroup];
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t base = g * kNoiseGroup;
+      const int len = static_cast<int>(std::min<int64_t>(kNoiseGroup, n - base));
+      const T* eps = nullptr;
+      if (grad_z != nullptr) {
+        if (eps_in != nullptr) {
+          eps = eps_in + base;
+        } else {
+          noise_group(g, a.seed, a.stream, noise);
+          eps = noise;
+        }
+      }
+      for (int i = 0; i < len; i += W) {
+        const int cnt = std::min(W, len - i);
+        const V lv = load(logvar + base + i, cnt);
+        const V sd = (lv * V(T(0.5))).exp_u20();
+        V d_logvar(T(0));
+        V d_mu(T(0));
+        if (grad_z != nullptr) {
+          const V gz = load(grad_z + base + i, cnt);
+          d_logvar = reparam_dlogvar(gz, load(eps + i, cnt), sd);
+          d_mu = gz;
+        }
+        if (has_kl) {
+          const V gk = grad_kl != nullptr ? load(grad_kl + base + i, cnt) : kl_scalar;
+          d_logvar = d_logvar + gk * kl_dlogvar(sd);
+          if (grad_mu != nullptr) d_mu = d_mu + gk * load(mu + base + i, cnt);
+        }
+        store(d_logvar, grad_logvar + base + i, cnt);
+        if (grad_mu != nullptr) store(d_mu, grad_mu + base + i, cnt);
+      }
+    }
+  });
+}
+
+void forward(const GaussianForward& a) {
+  AT_DISPATCH_FLOATING_TYPES(a.dtype, "gentk_gaussian_forward", [&] { forward_impl<scalar_t>(a); });
+}
+
+void backward(const GaussianBackward& a) {
+  AT_DISPATCH_FLOATING_TYPES(a.dtype, "gentk_gaussian_backward", [&] { backward_impl<scalar_t>(a); });
+}
+
+}  // namespace
+
+extern const GaussianKernels gaussian_kernels{&forward, &backward};
+
+}  // namespace CPU_CAPABILITY
+}  // namespace gentk::cpu

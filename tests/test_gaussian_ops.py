@@ -1,0 +1,171 @@
+"""The registered gentk:: ops of the Gaussian family: gradcheck in float64, opcheck,
+torch.compile(fullgraph=True), every CPU instruction-set build, and the fallback when
+the compiled extension is missing."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import gentk
+from gentk.ops.reference import gaussian as ref
+
+pytestmark = pytest.mark.skipif(not gentk.extension_available(), reason="gentk._C not built")
+ops = torch.ops.gentk
+SEED = torch.tensor([2**62 + 12345, -987654321], dtype=torch.int64)
+
+
+def _inputs(shape=(5, 67), dtype=torch.float64, requires_grad=True):
+    g = torch.Generator().manual_seed(3)
+    mu = torch.randn(shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
+    lv = torch.randn(shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
+    eps = torch.randn(shape, generator=g, dtype=dtype).requires_grad_(requires_grad)
+    return mu, lv, eps
+
+
+def test_gradcheck_reparameterize():
+    mu, lv, eps = _inputs()
+    assert torch.autograd.gradcheck(lambda m, l: ops.reparameterize(m, l, None, SEED), (mu, lv))
+    assert torch.autograd.gradcheck(lambda m, l, e: ops.reparameterize(m, l, e, None), (mu, lv, eps))
+
+
+@pytest.mark.parametrize("reduce", [False, True])
+def test_gradcheck_gaussian_kl(reduce):
+    mu, lv, _ = _inputs()
+    assert torch.autograd.gradcheck(lambda m, l: ops.gaussian_kl(m, l, reduce, 0.2), (mu, lv))
+
+
+@pytest.mark.parametrize("reduce", [False, True])
+def test_gradcheck_reparameterize_kl(reduce):
+    mu, lv, eps = _inputs()
+    assert torch.autograd.gradcheck(lambda m, l: ops.reparameterize_kl(m, l, None, SEED, reduce, 0.5), (mu, lv))
+    assert torch.autograd.gradcheck(lambda m, l, e: ops.reparameterize_kl(m, l, e, None, reduce, 0.5), (mu, lv, eps))
+
+
+def _opcheck_samples():
+    mu, lv, eps = _inputs((7, 3), torch.float32)
+    grad = torch.randn(7, 3)
+    return [
+        (ops.reparameterize.default, (mu, lv, None, SEED)),
+        (ops.reparameterize.default, (mu, lv, eps, None)),
+        (ops.reparameterize_backward.default, (grad, lv.detach(), None, SEED)),
+        (ops.gaussian_kl.default, (mu, lv, True, 0.25)),
+        (ops.gaussian_kl.default, (mu, lv, False, 1.0)),
+        (ops.gaussian_kl_backward.default, (torch.tensor(2.0), mu.detach(), lv.detach(), 0.25)),
+        (ops.gaussian_kl_backward.default, (grad, mu.detach(), lv.detach(), 1.0)),
+        (ops.reparameterize_kl.default, (mu, lv, None, SEED, True, 0.5)),
+        (ops.reparameterize_kl.default, (mu, lv, eps, None, False, 1.0)),
+        (ops.reparameterize_kl_backward.default, (grad, torch.tensor(1.0), mu.detach(), lv.detach(), None, SEED, 0.5)),
+        (ops.reparameterize_kl_backward.default, (None, grad, mu.detach(), lv.detach(), eps.detach(), None, 1.0)),
+    ]
+
+
+@pytest.mark.parametrize("op,args", _opcheck_samples(), ids=lambda x: getattr(x, "__name__", ""))
+def test_opcheck(op, args):
+    torch.library.opcheck(op, args)
+
+
+def _vae_step(x, w_enc, w_dec, eps=None):
+    h = x @ w_enc
+    mu, logvar = h.chunk(2, dim=-1)
+    z, kl = gentk.reparameterize_kl(mu, logvar, eps=eps)
+    recon = torch.sigmoid(z @ w_dec)
+    return torch.nn.functional.binary_cross_entropy(recon, x, reduction="sum") / x.shape[0] + kl
+
+
+def test_compile_fullgraph_vae_step():
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 20, generator=g)
+    w_enc = (0.1 * torch.randn(20, 8, generator=g)).requires_grad_()
+    w_dec = (0.1 * torch.randn(4, 20, generator=g)).requires_grad_()
+    eps = torch.randn(16, 4, generator=g)
+    with gentk.use_backend("cpp"):
+        compiled = torch.compile(_vae_step, fullgraph=True)
+        loss = compiled(x, w_enc, w_dec, eps)
+        grads = torch.autograd.grad(loss, [w_enc, w_dec])
+        loss_eager = _vae_step(x, w_enc, w_dec, eps)
+        grads_eager = torch.autograd.grad(loss_eager, [w_enc, w_dec])
+        # in-kernel noise under compile: runs, finite, trains
+        noisy = compiled(x, w_enc, w_dec)
+        noisy.backward()
+    torch.testing.assert_close(loss, loss_eager)
+    for a, b in zip(grads, grads_eager):
+        torch.testing.assert_close(a, b)
+    assert torch.isfinite(noisy) and torch.isfinite(w_enc.grad).all()
+
+
+ISA_SCRIPT = textwrap.dedent("""
+    import sys, torch, gentk
+    from gentk.ops.reference import gaussian as ref
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(67, 129, generator=g); lv = torch.randn(67, 129, generator=g)
+    eps = torch.randn(67, 129, generator=g)
+    seed = torch.tensor([11, 22])
+    z = torch.ops.gentk.reparameterize(mu, lv, None, seed)
+    torch.save({"noise": z, "z_eps": torch.ops.gentk.reparameterize(mu, lv, eps, None),
+                "kl": torch.ops.gentk.gaussian_kl(mu, lv, True, 1.0),
+                "grads": torch.ops.gentk.reparameterize_kl_backward(mu, torch.tensor(1.0), mu, lv, None, seed, 0.5)},
+               sys.argv[1])
+""")
+
+
+def test_every_cpu_isa_build_agrees(tmp_path):
+    """Each instruction-set build (forced with ATEN_CPU_CAPABILITY) gives the same results."""
+    script = tmp_path / "isa.py"
+    script.write_text(ISA_SCRIPT)
+    results = {}
+    for isa in ("default", "avx2", "avx512"):
+        out = tmp_path / f"{isa}.pt"
+        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
+        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env, timeout=300)
+        results[isa] = torch.load(out)
+    base = results["default"]
+    for isa, res in results.items():
+        for key in base:
+            a, b = res[key], base[key]
+            for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+                torch.testing.assert_close(x, y, rtol=2e-5, atol=2e-5, msg=f"{isa} {key}")
+
+
+FALLBACK_SCRIPT = textwrap.dedent("""
+    import sys, warnings
+    sys.modules["gentk._C"] = None  # as if the extension had not been built
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import torch, gentk
+        from gentk.ops.reference import gaussian as ref
+        mu, lv, eps = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+        z = gentk.reparameterize(mu, lv, eps=eps)
+        kl = gentk.gaussian_kl(mu, lv)
+    msgs = [str(w.message) for w in caught if "gentk" in str(w.message)]
+    assert len(msgs) == 1 and "could not be loaded" in msgs[0], msgs
+    assert not gentk.extension_available()
+    assert torch.equal(z, ref.reparameterize(mu, lv, eps)) and torch.equal(kl, ref.gaussian_kl(mu, lv))
+    try:
+        with gentk.use_backend("cpp"):
+            gentk.gaussian_kl(mu, lv)
+    except RuntimeError as e:
+        assert "needs the compiled extension" in str(e), e
+    else:
+        raise AssertionError("backend cpp without the extension must raise")
+    print("fallback ok")
+""")
+
+
+def test_missing_extension_falls_back_with_one_warning():
+    out = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "fallback ok" in out.stdout
+
+
+def test_gentk_backend_environment_variable():
+    code = "import gentk, torch; print(gentk.get_backend())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, GENTK_BACKEND="torch"))
+    assert out.stdout.strip() == "torch", out.stderr
+    bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, GENTK_BACKEND="fast"))
+    assert bad.returncode != 0 and "unknown GENTK_BACKEND 'fast'" in bad.stderr
