@@ -2,6 +2,7 @@
 // CPU capability (see CMakeLists.txt); CPU_CAPABILITY names the namespace.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -22,12 +23,48 @@ constexpr int64_t kGrainGroups = 256;
 // KL sums run in the input dtype per vector lane for this many groups, then in double.
 constexpr int64_t kFlushGroups = 32;
 
+// Math policy of box_muller for at::vec. On x86 the Sleef 3.5-ulp log and the fused
+// sincos (one range reduction for both) replace at::vec's 1-ulp log, sin and cos: the
+// noise needs no more and Box-Muller is most of the cost of in-kernel sampling.
 template <class T>
 struct VecMath {
-  static Vectorized<T> log(const Vectorized<T>& x) { return x.log(); }
-  static Vectorized<T> sqrt(const Vectorized<T>& x) { return x.sqrt(); }
-  static Vectorized<T> sin(const Vectorized<T>& x) { return x.sin(); }
-  static Vectorized<T> cos(const Vectorized<T>& x) { return x.cos(); }
+  using V = Vectorized<T>;
+  static V sqrt(const V& x) { return x.sqrt(); }
+#if defined(CPU_CAPABILITY_AVX512)
+  static V log(const V& x) {
+    if constexpr (std::is_same_v<T, float>) return Sleef_logf16_u35avx512f(x);
+    else return Sleef_logd8_u35avx512f(x);
+  }
+  static void sincos(const V& x, V& s, V& c) {
+    if constexpr (std::is_same_v<T, float>) {
+      const auto sc = Sleef_sincosf16_u35avx512f(x);
+      s = sc.x; c = sc.y;
+    } else {
+      const auto sc = Sleef_sincosd8_u35avx512f(x);
+      s = sc.x; c = sc.y;
+    }
+  }
+#elif defined(CPU_CAPABILITY_AVX2)
+  static V log(const V& x) {
+    if constexpr (std::is_same_v<T, float>) return Sleef_logf8_u35avx2(x);
+    else return Sleef_logd4_u35avx2(x);
+  }
+  static void sincos(const V& x, V& s, V& c) {
+    if constexpr (std::is_same_v<T, float>) {
+      const auto sc = Sleef_sincosf8_u35avx2(x);
+      s = sc.x; c = sc.y;
+    } else {
+      const auto sc = Sleef_sincosd4_u35avx2(x);
+      s = sc.x; c = sc.y;
+    }
+  }
+#else
+  static V log(const V& x) { return x.log(); }
+  static void sincos(const V& x, V& s, V& c) {
+    s = x.sin();
+    c = x.cos();
+  }
+#endif
 };
 
 template <class T>
@@ -64,7 +101,7 @@ inline void mulhilo(VecU32 a, VecU32 m, VecU32& hi, VecU32& lo) {
   hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
   lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
 }
-inline VecU32 load_u32(const uint32_t* p) { return _mm512_loadu_si512(p); }
+inline VecU32 lane_index() { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
 inline void store_u32(uint32_t* p, VecU32 v) { _mm512_storeu_si512(p, v); }
 #else
 using VecU32 = __m256i;
@@ -78,21 +115,18 @@ inline void mulhilo(VecU32 a, VecU32 m, VecU32& hi, VecU32& lo) {
   hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
   lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
 }
-inline VecU32 load_u32(const uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline VecU32 lane_index() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
 inline void store_u32(uint32_t* p, VecU32 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), v); }
 #endif
 
 inline void philox_group(int64_t g, uint64_t seed, uint64_t stream, uint32_t x[4][kNoiseLanes]) {
-  alignas(64) uint32_t lo[kNoiseLanes], hi[kNoiseLanes];
-  for (int k = 0; k < kNoiseLanes; ++k) {
-    const uint64_t c = static_cast<uint64_t>(g) * kNoiseLanes + k;
-    lo[k] = static_cast<uint32_t>(c);
-    hi[k] = static_cast<uint32_t>(c >> 32);
-  }
+  // counters g*16 + k: g*16 is a multiple of 16, so adding k < 16 never carries into hi
+  const uint64_t first = static_cast<uint64_t>(g) * kNoiseLanes;
   const VecU32 mul0 = set1(0xD2511F53u), mul1 = set1(0xCD9E8D57u);
   const VecU32 bump0 = set1(0x9E3779B9u), bump1 = set1(0xBB67AE85u);
   for (int k = 0; k < kNoiseLanes; k += kU32Lanes) {
-    VecU32 c0 = load_u32(lo + k), c1 = load_u32(hi + k);
+    VecU32 c0 = add(set1(static_cast<uint32_t>(first) + k), lane_index());
+    VecU32 c1 = set1(static_cast<uint32_t>(first >> 32));
     VecU32 c2 = set1(static_cast<uint32_t>(stream)), c3 = set1(static_cast<uint32_t>(stream >> 32));
     VecU32 k0 = set1(static_cast<uint32_t>(seed)), k1 = set1(static_cast<uint32_t>(seed >> 32));
     for (int round = 0; round < 10; ++round) {
@@ -146,115 +180,126 @@ inline void noise_group(int64_t g, uint64_t seed, uint64_t stream, T* out) {
   }
 }
 
+// Forward over noise groups [g0, g1); returns the KL sum of the range (0 if not asked).
+// Everything is copied into locals so stores through z / kl cannot force reloads.
 template <class T>
-void forward_impl(const GaussianForward& a) {
+double forward_range(const GaussianForward& a, int64_t g0, int64_t g1) {
   using V = Vectorized<T>;
   constexpr int W = V::size();
-  const T* mu = static_cast<const T*>(a.mu);
-  const T* logvar = static_cast<const T*>(a.logvar);
-  const T* eps_in = static_cast<const T*>(a.eps);
-  T* z = static_cast<T*>(a.z);
-  T* kl = static_cast<T*>(a.kl);
-  const bool want_kl = kl != nullptr || a.kl_sum != nullptr;
+  const T* const mu = static_cast<const T*>(a.mu);
+  const T* const logvar = static_cast<const T*>(a.logvar);
+  const T* const eps_in = static_cast<const T*>(a.eps);
+  T* const z = static_cast<T*>(a.z);
+  T* const kl = static_cast<T*>(a.kl);
+  const bool want_sum = a.kl_sum != nullptr;
+  const bool want_kl = kl != nullptr || want_sum;
   const int64_t n = a.n;
-  const int64_t groups = (n + kNoiseGroup - 1) / kNoiseGroup;
+  const uint64_t seed = a.seed, stream = a.stream;
 
-  auto body = [&](int64_t g0, int64_t g1) -> double {
-    alignas(64) T noise[kNoiseGroup];
-    double sum = 0;
-    V acc(T(0));
-    for (int64_t g = g0; g < g1; ++g) {
-      const int64_t base = g * kNoiseGroup;
-      const int len = static_cast<int>(std::min<int64_t>(kNoiseGroup, n - base));
-      const T* eps = nullptr;
-      if (z != nullptr) {
-        if (eps_in != nullptr) {
-          eps = eps_in + base;
-        } else {
-          noise_group(g, a.seed, a.stream, noise);
-          eps = noise;
-        }
-      }
-      for (int i = 0; i < len; i += W) {
-        const int cnt = std::min(W, len - i);
-        const V m = load(mu + base + i, cnt);
-        const V lv = load(logvar + base + i, cnt);
-        const V sd = (lv * V(T(0.5))).exp_u20();
-        if (z != nullptr) store(reparam_z(m, load(eps + i, cnt), sd), z + base + i, cnt);
-        if (want_kl) {
-          const V k = kl_term(m, lv, sd);  // lanes past `cnt` load zeros and add 0
-          if (kl != nullptr) store(k, kl + base + i, cnt);
-          acc = acc + k;
-        }
-      }
-      if (a.kl_sum != nullptr && (g - g0) % kFlushGroups == kFlushGroups - 1) {
-        sum += horizontal_sum(acc);
-        acc = V(T(0));
+  alignas(64) T noise[kNoiseGroup];
+  double sum = 0;
+  V acc(T(0));
+  for (int64_t g = g0; g < g1; ++g) {
+    const int64_t base = g * kNoiseGroup;
+    const int len = static_cast<int>(std::min<int64_t>(kNoiseGroup, n - base));
+    const T* eps = nullptr;
+    if (z != nullptr) {
+      if (eps_in != nullptr) {
+        eps = eps_in + base;
+      } else {
+        noise_group(g, seed, stream, noise);
+        eps = noise;
       }
     }
-    return a.kl_sum != nullptr ? sum + horizontal_sum(acc) : 0.0;
-  };
+    for (int i = 0; i < len; i += W) {
+      const int cnt = std::min(W, len - i);
+      const V m = load(mu + base + i, cnt);
+      const V lv = load(logvar + base + i, cnt);
+      const V sd = (lv * V(T(0.5))).exp_u20();
+      if (z != nullptr) store(reparam_z(m, load(eps + i, cnt), sd), z + base + i, cnt);
+      if (want_kl) {
+        const V k = kl_term(m, lv, sd);  // lanes past `cnt` load zeros and add 0
+        if (kl != nullptr) store(k, kl + base + i, cnt);
+        acc = acc + k;
+      }
+    }
+    if (want_sum && (g - g0) % kFlushGroups == kFlushGroups - 1) {
+      sum += horizontal_sum(acc);
+      acc = V(T(0));
+    }
+  }
+  return want_sum ? sum + horizontal_sum(acc) : 0.0;
+}
 
+template <class T>
+void forward_impl(const GaussianForward& a) {
+  const int64_t groups = (a.n + kNoiseGroup - 1) / kNoiseGroup;
   if (a.kl_sum != nullptr) {
     *a.kl_sum = at::parallel_reduce(
         int64_t{0}, groups, kGrainGroups, 0.0,
-        [&](int64_t g0, int64_t g1, double) { return body(g0, g1); }, std::plus<double>());
+        [&](int64_t g0, int64_t g1, double) { return forward_range<T>(a, g0, g1); }, std::plus<double>());
   } else {
-    at::parallel_for(int64_t{0}, groups, kGrainGroups, [&](int64_t g0, int64_t g1) { body(g0, g1); });
+    at::parallel_for(int64_t{0}, groups, kGrainGroups,
+                     [&](int64_t g0, int64_t g1) { forward_range<T>(a, g0, g1); });
+  }
+}
+
+template <class T>
+void backward_range(const GaussianBackward& a, int64_t g0, int64_t g1) {
+  using V = Vectorized<T>;
+  constexpr int W = V::size();
+  const T* const mu = static_cast<const T*>(a.mu);
+  const T* const logvar = static_cast<const T*>(a.logvar);
+  const T* const eps_in = static_cast<const T*>(a.eps);
+  const T* const grad_z = static_cast<const T*>(a.grad_z);
+  const T* const grad_kl = static_cast<const T*>(a.grad_kl);
+  T* const grad_mu = static_cast<T*>(a.grad_mu);
+  T* const grad_logvar = static_cast<T*>(a.grad_logvar);
+  const bool has_kl = grad_kl != nullptr || a.grad_kl_scalar != 0.0;
+  const V kl_scalar(static_cast<T>(a.grad_kl_scalar));
+  const int64_t n = a.n;
+  const uint64_t seed = a.seed, stream = a.stream;
+
+  alignas(64) T noise[kNoiseGroup];
+  for (int64_t g = g0; g < g1; ++g) {
+    const int64_t base = g * kNoiseGroup;
+    const int len = static_cast<int>(std::min<int64_t>(kNoiseGroup, n - base));
+    const T* eps = nullptr;
+    if (grad_z != nullptr) {
+      if (eps_in != nullptr) {
+        eps = eps_in + base;
+      } else {
+        noise_group(g, seed, stream, noise);
+        eps = noise;
+      }
+    }
+    for (int i = 0; i < len; i += W) {
+      const int cnt = std::min(W, len - i);
+      const V lv = load(logvar + base + i, cnt);
+      const V sd = (lv * V(T(0.5))).exp_u20();
+      V d_logvar(T(0));
+      V d_mu(T(0));
+      if (grad_z != nullptr) {
+        const V gz = load(grad_z + base + i, cnt);
+        d_logvar = reparam_dlogvar(gz, load(eps + i, cnt), sd);
+        d_mu = gz;
+      }
+      if (has_kl) {
+        const V gk = grad_kl != nullptr ? load(grad_kl + base + i, cnt) : kl_scalar;
+        d_logvar = d_logvar + gk * kl_dlogvar(sd);
+        if (grad_mu != nullptr) d_mu = d_mu + gk * load(mu + base + i, cnt);
+      }
+      store(d_logvar, grad_logvar + base + i, cnt);
+      if (grad_mu != nullptr) store(d_mu, grad_mu + base + i, cnt);
+    }
   }
 }
 
 template <class T>
 void backward_impl(const GaussianBackward& a) {
-  using V = Vectorized<T>;
-  constexpr int W = V::size();
-  const T* mu = static_cast<const T*>(a.mu);
-  const T* logvar = static_cast<const T*>(a.logvar);
-  const T* eps_in = static_cast<const T*>(a.eps);
-  const T* grad_z = static_cast<const T*>(a.grad_z);
-  const T* grad_kl = static_cast<const T*>(a.grad_kl);
-  T* grad_mu = static_cast<T*>(a.grad_mu);
-  T* grad_logvar = static_cast<T*>(a.grad_logvar);
-  const bool has_kl = grad_kl != nullptr || a.grad_kl_scalar != 0.0;
-  const V kl_scalar(static_cast<T>(a.grad_kl_scalar));
-  const int64_t n = a.n;
-  const int64_t groups = (n + kNoiseGroup - 1) / kNoiseGroup;
-
-  at::parallel_for(int64_t{0}, groups, kGrainGroups, [&](int64_t g0, int64_t g1) {
-    alignas(64) T noise[kNoiseGroup];
-    for (int64_t g = g0; g < g1; ++g) {
-      const int64_t base = g * kNoiseGroup;
-      const int len = static_cast<int>(std::min<int64_t>(kNoiseGroup, n - base));
-      const T* eps = nullptr;
-      if (grad_z != nullptr) {
-        if (eps_in != nullptr) {
-          eps = eps_in + base;
-        } else {
-          noise_group(g, a.seed, a.stream, noise);
-          eps = noise;
-        }
-      }
-      for (int i = 0; i < len; i += W) {
-        const int cnt = std::min(W, len - i);
-        const V lv = load(logvar + base + i, cnt);
-        const V sd = (lv * V(T(0.5))).exp_u20();
-        V d_logvar(T(0));
-        V d_mu(T(0));
-        if (grad_z != nullptr) {
-          const V gz = load(grad_z + base + i, cnt);
-          d_logvar = reparam_dlogvar(gz, load(eps + i, cnt), sd);
-          d_mu = gz;
-        }
-        if (has_kl) {
-          const V gk = grad_kl != nullptr ? load(grad_kl + base + i, cnt) : kl_scalar;
-          d_logvar = d_logvar + gk * kl_dlogvar(sd);
-          if (grad_mu != nullptr) d_mu = d_mu + gk * load(mu + base + i, cnt);
-        }
-        store(d_logvar, grad_logvar + base + i, cnt);
-        if (grad_mu != nullptr) store(d_mu, grad_mu + base + i, cnt);
-      }
-    }
-  });
+  const int64_t groups = (a.n + kNoiseGroup - 1) / kNoiseGroup;
+  at::parallel_for(int64_t{0}, groups, kGrainGroups,
+                   [&](int64_t g0, int64_t g1) { backward_range<T>(a, g0, g1); });
 }
 
 void forward(const GaussianForward& a) {

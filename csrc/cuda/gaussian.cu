@@ -49,12 +49,10 @@ enum NoiseSource : int { kNoNoise = 0, kNoiseFromEps = 1, kNoiseFromPhilox = 2 }
 struct CudaMath {
   static __host__ __device__ __forceinline__ float log(float x) { return ::logf(x); }
   static __host__ __device__ __forceinline__ float sqrt(float x) { return ::sqrtf(x); }
-  static __host__ __device__ __forceinline__ float sin(float x) { return ::sinf(x); }
-  static __host__ __device__ __forceinline__ float cos(float x) { return ::cosf(x); }
+  static __host__ __device__ __forceinline__ void sincos(float x, float& s, float& c) { ::sincosf(x, &s, &c); }
   static __host__ __device__ __forceinline__ double log(double x) { return ::log(x); }
   static __host__ __device__ __forceinline__ double sqrt(double x) { return ::sqrt(x); }
-  static __host__ __device__ __forceinline__ double sin(double x) { return ::sin(x); }
-  static __host__ __device__ __forceinline__ double cos(double x) { return ::cos(x); }
+  static __host__ __device__ __forceinline__ void sincos(double x, double& s, double& c) { ::sincos(x, &s, &c); }
 };
 
 __host__ __device__ __forceinline__ float std_from_logvar(float lv) { return ::expf(lv * 0.5f); }

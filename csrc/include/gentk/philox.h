@@ -62,14 +62,15 @@ GENTK_HOST_DEVICE float uniform_closed_open(uint32_t x) {
   return static_cast<float>(x >> 8) * kUniformScale;
 }
 
-// Box-Muller on (u1 in (0, 1], u2 in [0, 1)). M supplies log, sqrt, sin, cos for T,
+// Box-Muller on (u1 in (0, 1], u2 in [0, 1)). M supplies log, sqrt and sincos for T,
 // so the same formula serves scalars, at::vec vectors and CUDA.
 template <class M, class T>
 GENTK_HOST_DEVICE void box_muller(T u1, T u2, T& n0, T& n1) {
   const T r = M::sqrt(T(-2) * M::log(u1));
-  const T theta = T(kTwoPi) * u2;
-  n0 = r * M::cos(theta);
-  n1 = r * M::sin(theta);
+  T s, c;
+  M::sincos(T(kTwoPi) * u2, s, c);
+  n0 = r * c;
+  n1 = r * s;
 }
 
 // Which counter and which of its four outputs feed element `index`.

@@ -482,6 +482,7 @@ if INTERPRETED:
     for _op in _OPS:
         _op.register_torch_dispatch(FunctionalTensorMode, _no_decomposition)
 
-# triton_op already registered each launcher as its own fake implementation (traced with
-# fake tensors), so no register_fakes("_triton") here: a second fake would be refused.
+# No register_fakes("_triton"): triton_op already registered each launcher as its own fake
+# implementation (run on fake tensors, argument checks included). register_fakes would be
+# accepted silently and replace those with the hand-written shapes.
 register_autograd("_triton")
