@@ -11,6 +11,17 @@
 namespace gentk {
 namespace {
 
+// The kernels run in float32 or float64; float16 / bfloat16 tensors are widened to
+// float32 for the math (as on GPU) and the results narrowed back.
+at::Tensor widened(const at::Tensor& t) {
+  const auto type = t.scalar_type();
+  return (type == at::kFloat || type == at::kDouble) ? t.contiguous() : t.to(at::kFloat).contiguous();
+}
+
+at::Tensor narrowed(const at::Tensor& t, at::ScalarType type) {
+  return t.defined() && t.scalar_type() != type ? t.to(type) : t;
+}
+
 const cpu::GaussianKernels& kernels() {
   using namespace cpu;
   static const GaussianKernels& table = GENTK_PICK_ISA_TABLE(gaussian_kernels);
@@ -21,7 +32,7 @@ void fill_noise(const std::optional<at::Tensor>& eps, const std::optional<at::Te
                 const at::Tensor& ref, const void** eps_ptr, uint64_t* s, uint64_t* stream,
                 at::Tensor* eps_keepalive) {
   if (eps.has_value()) {
-    *eps_keepalive = eps->contiguous();
+    *eps_keepalive = widened(*eps);
     *eps_ptr = eps_keepalive->data_ptr();
     return;
   }
@@ -35,8 +46,8 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& mu_in, const at
                                                const std::optional<at::Tensor>& eps,
                                                const std::optional<at::Tensor>& seed, bool want_z,
                                                bool want_kl, bool reduce, double scale) {
-  const at::Tensor mu = mu_in.contiguous();
-  const at::Tensor logvar = logvar_in.contiguous();
+  const at::Tensor mu = widened(mu_in);
+  const at::Tensor logvar = widened(logvar_in);
   cpu::GaussianForward a{};
   a.dtype = mu.scalar_type();
   a.n = mu.numel();
@@ -59,7 +70,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& mu_in, const at
   }
   kernels().forward(a);
   if (want_kl && reduce) kl = at::scalar_tensor(kl_sum * scale, mu.options());
-  return {z, kl};
+  return {narrowed(z, mu_in.scalar_type()), narrowed(kl, mu_in.scalar_type())};
 }
 
 // grad_kl is either per element (reduction "none") or one value for the whole sum.
@@ -69,8 +80,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const std::optional<at::Tensor>&
                                                 const std::optional<at::Tensor>& eps,
                                                 const std::optional<at::Tensor>& seed, double scale,
                                                 bool want_grad_mu) {
-  const at::Tensor mu = mu_in.defined() ? mu_in.contiguous() : mu_in;
-  const at::Tensor logvar = logvar_in.contiguous();
+  const at::Tensor mu = mu_in.defined() ? widened(mu_in) : mu_in;
+  const at::Tensor logvar = widened(logvar_in);
   cpu::GaussianBackward a{};
   a.dtype = logvar.scalar_type();
   a.n = logvar.numel();
@@ -78,13 +89,13 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const std::optional<at::Tensor>&
   a.logvar = logvar.data_ptr();
   at::Tensor grad_z, grad_kl, eps_c;
   if (grad_z_in.has_value()) {
-    grad_z = grad_z_in->contiguous();
+    grad_z = widened(*grad_z_in);
     a.grad_z = grad_z.data_ptr();
     fill_noise(eps, seed, logvar, &a.eps, &a.seed, &a.stream, &eps_c);
   }
   if (grad_kl_in.has_value()) {
     if (grad_kl_in->sizes() == logvar.sizes() && logvar.dim() > 0) {
-      grad_kl = grad_kl_in->contiguous();
+      grad_kl = widened(*grad_kl_in);
       a.grad_kl = grad_kl.data_ptr();
     } else {
       a.grad_kl_scalar = grad_kl_in->item<double>() * scale;
@@ -95,7 +106,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const std::optional<at::Tensor>&
   a.grad_mu = want_grad_mu ? grad_mu.data_ptr() : nullptr;
   a.grad_logvar = grad_logvar.data_ptr();
   kernels().backward(a);
-  return {grad_mu, grad_logvar};
+  return {narrowed(grad_mu, logvar_in.scalar_type()), narrowed(grad_logvar, logvar_in.scalar_type())};
 }
 
 at::Tensor reparameterize_cpu(const at::Tensor& mu, const at::Tensor& logvar,

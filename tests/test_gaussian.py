@@ -268,3 +268,24 @@ def test_backend_context_and_setter():
         assert gentk.get_backend() == "torch"
     assert gentk.set_backend("cpp") == "auto"
     assert gentk.get_backend() == "cpp"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_cpp_reduced_precision_computes_in_float32(dtype):
+    """float16 / bfloat16 on CPU: math in float32, results rounded once to the dtype."""
+    mu64, lv64, eps64 = _inputs((129, 257), dtype)
+    mu, lv, eps = _leaves(dtype, mu64, lv64, eps64)
+    with gentk.use_backend("cpp"):
+        z, kl = gentk.reparameterize_kl(mu, lv, eps=eps, reduction="none")
+    r_mu, r_lv, r_eps = _leaves(torch.float32, mu, lv, eps)  # the same rounded inputs, widened
+    z_ref, kl_ref = ref.reparameterize_kl(r_mu, r_lv, r_eps, "none")
+    assert z.dtype == kl.dtype == dtype
+    # one rounding of a float32 result: within half an ulp of the dtype
+    ulp = torch.finfo(dtype).eps
+    for got, want in ((z, z_ref), (kl, kl_ref)):
+        assert ((got.float() - want).abs() <= ulp * want.abs() + 1e-6).all()
+    grads, cot = _grads([z, kl], [mu, lv, eps])
+    ref_grads = torch.autograd.grad([z_ref, kl_ref], [r_mu, r_lv, r_eps], [c.float() for c in cot])
+    for got, want in zip(grads, ref_grads):
+        assert got.dtype == dtype
+        assert ((got.float() - want).abs() <= 2 * ulp * want.abs() + 1e-3).all()

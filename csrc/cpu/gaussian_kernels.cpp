@@ -180,6 +180,14 @@ inline void noise_group(int64_t g, uint64_t seed, uint64_t stream, T* out) {
   }
 }
 
+// The noise of group g: the caller's eps, or Philox normals written to `buffer`.
+template <class T>
+inline const T* group_noise(const T* eps_in, int64_t g, uint64_t seed, uint64_t stream, T* buffer) {
+  if (eps_in != nullptr) return eps_in + g * kNoiseGroup;
+  noise_group(g, seed, stream, buffer);
+  return buffer;
+}
+
 // Forward over noise groups [g0, g1); returns the KL sum of the range (0 if not asked).
 // Everything is copied into locals so stores through z / kl cannot force reloads.
 template <class T>
@@ -202,15 +210,7 @@ double forward_range(const GaussianForward& a, int64_t g0, int64_t g1) {
   for (int64_t g = g0; g < g1; ++g) {
     const int64_t base = g * kNoiseGroup;
     const int len = static_cast<int>(std::min<int64_t>(kNoiseGroup, n - base));
-    const T* eps = nullptr;
-    if (z != nullptr) {
-      if (eps_in != nullptr) {
-        eps = eps_in + base;
-      } else {
-        noise_group(g, seed, stream, noise);
-        eps = noise;
-      }
-    }
+    const T* eps = z != nullptr ? group_noise(eps_in, g, seed, stream, noise) : nullptr;
     for (int i = 0; i < len; i += W) {
       const int cnt = std::min(W, len - i);
       const V m = load(mu + base + i, cnt);
@@ -264,15 +264,7 @@ void backward_range(const GaussianBackward& a, int64_t g0, int64_t g1) {
   for (int64_t g = g0; g < g1; ++g) {
     const int64_t base = g * kNoiseGroup;
     const int len = static_cast<int>(std::min<int64_t>(kNoiseGroup, n - base));
-    const T* eps = nullptr;
-    if (grad_z != nullptr) {
-      if (eps_in != nullptr) {
-        eps = eps_in + base;
-      } else {
-        noise_group(g, seed, stream, noise);
-        eps = noise;
-      }
-    }
+    const T* eps = grad_z != nullptr ? group_noise(eps_in, g, seed, stream, noise) : nullptr;
     for (int i = 0; i < len; i += W) {
       const int cnt = std::min(W, len - i);
       const V lv = load(logvar + base + i, cnt);
