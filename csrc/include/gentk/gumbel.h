@@ -24,7 +24,9 @@ GENTK_HOST_DEVICE T gumbel_from_uniform(T u) {
 
 // The uniform of element `index` out of its counter's four Philox outputs.
 GENTK_HOST_DEVICE float gumbel_uniform(const Philox4& r, uint64_t index) {
-  return uniform_open_open(r.x[noise_slot(index)]);
+  const int slot = noise_slot(index);  // selects, not an indexed load: stays in registers on GPUs
+  const uint32_t x = slot == 0 ? r.x[0] : slot == 1 ? r.x[1] : slot == 2 ? r.x[2] : r.x[3];
+  return uniform_open_open(x);
 }
 
 // Softmax backward: dL/dx_j = y_j * (g_j - sum_i g_i y_i), times d(x)/d(logits) = 1 / tau.
