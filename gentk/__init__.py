@@ -1,14 +1,22 @@
 """gentk: fused kernels and complete models for VAE and GAN training in PyTorch."""
 from gentk import _extension
 from gentk.backend import BACKENDS, get_backend, set_backend, use_backend
-from gentk.functional import gaussian_kl, reparameterize, reparameterize_kl
+from gentk.functional import (
+    categorical_kl_uniform,
+    gaussian_kl,
+    gumbel_softmax,
+    reparameterize,
+    reparameterize_kl,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "categorical_kl_uniform",
     "gaussian_kl",
     "get_backend",
+    "gumbel_softmax",
     "reparameterize",
     "reparameterize_kl",
     "set_backend",

@@ -30,6 +30,10 @@ def _load():
 
     gaussian.register_fakes()
     gaussian.register_autograd()
+    from gentk.ops.registration import gumbel
+
+    gumbel.register_fakes()
+    gumbel.register_autograd()
     _loaded = True
 
 

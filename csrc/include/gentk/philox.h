@@ -62,6 +62,12 @@ GENTK_HOST_DEVICE float uniform_closed_open(uint32_t x) {
   return static_cast<float>(x >> 8) * kUniformScale;
 }
 
+// (0, 1) strictly: (k + 1/2) * 2^-23 for the top 23 bits k, so 2^-24 <= u <= 1 - 2^-24,
+// every value exact in float. Both log(u) and log(-log(u)) are finite.
+GENTK_HOST_DEVICE float uniform_open_open(uint32_t x) {
+  return (static_cast<float>(static_cast<int32_t>(x >> 9)) + 0.5f) * 1.1920928955078125e-07f;  // 2^-23
+}
+
 // Box-Muller on (u1 in (0, 1], u2 in [0, 1)). M supplies log, sqrt and sincos for T,
 // so the same formula serves scalars, at::vec vectors and CUDA.
 template <class M, class T>

@@ -1,0 +1,398 @@
+"""Triton kernels of the Gumbel family, registered as ``gentk::*_triton`` ops.
+
+The four ops have the schemas and semantics of the compiled ``gentk::`` ops
+(``csrc/gumbel.cpp``: softmax over the last dim of contiguous inputs) and draw the same
+noise (``csrc/include/gentk/gumbel.h``): element ``e`` of the flattened input takes output
+``(e >> 4) & 3`` of Philox4x32-10 counter ``(e >> 6) * 16 + (e & 15)``, keyed by ``seed``
+(lo, hi), counter words ``(c lo, c hi, stream lo, stream hi)``, turned into
+u = ((x >> 9) + 1/2) * 2^-23 and g = -log(-log(u)).
+
+Each program holds ``BLOCK_R`` whole rows (``BLOCK_K`` = K rounded up to a power of two),
+so one load and one store per element; rows longer than ``MAX_K`` are not supported by
+this backend (the cpp and cuda backends take any K). Every element runs its own Philox
+counter and keeps one of its four outputs: 4x the integer work of sharing a counter, in
+exchange for plain row tiles.
+
+Math runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for float64.
+Interpreter notes (fake tensors, FunctionalTensorMode): see gentk/ops/triton/gaussian.py.
+"""
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch.library import triton_op, wrap_triton
+
+from gentk.ops.registration.gumbel import register_autograd
+from gentk.ops.triton.gaussian import INTERPRETED, _can_launch
+
+__all__ = ["gumbel_softmax", "gumbel_softmax_backward", "categorical_kl_uniform", "categorical_kl_uniform_backward"]
+
+MAX_K = 16384
+NOISE_NONE, NOISE_GIVEN, NOISE_PHILOX = 0, 1, 2
+
+# ---------------------------------------------------------------------------------------
+# Triton kernels
+# ---------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _gumbel_noise(seed_ptr, e, F64: tl.constexpr):
+    """Gumbel noise of flat element indices e (int64)."""
+    seed = tl.load(seed_ptr)
+    stream = tl.load(seed_ptr + 1)
+    k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
+    k1 = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    c = (e >> 6) * 16 + (e & 15)
+    slot = (e >> 4) & 3
+    c0 = (c & 0xFFFFFFFF).to(tl.uint32)
+    c1 = ((c >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    zero = tl.zeros_like(c0)
+    c2 = zero + (stream & 0xFFFFFFFF).to(tl.uint32)
+    c3 = zero + ((stream >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    m0 = tl.full([], 0xD2511F53, tl.uint32)
+    m1 = tl.full([], 0xCD9E8D57, tl.uint32)
+    w0 = tl.full([], 0x9E3779B9, tl.uint32)
+    w1 = tl.full([], 0xBB67AE85, tl.uint32)
+    for _ in tl.static_range(10):
+        hi0 = tl.umulhi(c0, m0)
+        lo0 = c0 * m0
+        hi1 = tl.umulhi(c2, m1)
+        lo1 = c2 * m1
+        c0 = hi1 ^ c1 ^ k0
+        c1 = lo1
+        c2 = hi0 ^ c3 ^ k1
+        c3 = lo0
+        k0 = k0 + w0
+        k1 = k1 + w1
+    x = tl.where(slot == 0, c0, tl.where(slot == 1, c1, tl.where(slot == 2, c2, c3)))
+    u = (((x >> 9).to(tl.int32)).to(tl.float32) + 0.5) * 1.1920928955078125e-07  # (0, 1), exact
+    if F64:
+        u = u.to(tl.float64)
+    return -tl.log(-tl.log(u))
+
+
+@triton.jit
+def _scalar(x, F64: tl.constexpr):
+    """A float64 scalar argument in the compute dtype (plain Python floats under the interpreter)."""
+    v = tl.full([], 1.0, tl.float64) * x
+    if F64:
+        return v
+    else:
+        return v.to(tl.float32)
+
+
+@triton.jit
+def _load(ptr, offs, mask, other, F64: tl.constexpr):
+    x = tl.load(ptr + offs, mask=mask, other=other)
+    if F64:
+        return x.to(tl.float64)
+    else:
+        return x.to(tl.float32)
+
+
+@triton.jit
+def _perturbed(logits_ptr, gumbels_ptr, seed_ptr, offs, mask, NOISE: tl.constexpr, F64: tl.constexpr):
+    """logits + noise over a row tile; -inf outside the mask."""
+    s = _load(logits_ptr, offs, mask, float("-inf"), F64)
+    if NOISE == 1:
+        s = s + _load(gumbels_ptr, offs, mask, 0.0, F64)
+    elif NOISE == 2:
+        s = s + _gumbel_noise(seed_ptr, offs, F64)
+    return tl.where(mask, s, float("-inf"))
+
+
+@triton.jit
+def _softmax_rows(s, mask, inv_tau):
+    m = tl.max(s, axis=1)
+    m = tl.where(m == float("-inf"), 0.0, m)  # rows outside the tile
+    e = tl.exp((s - m[:, None]) * inv_tau)
+    e = tl.where(mask, e, 0.0)
+    total = tl.sum(e, axis=1)
+    total = tl.where(total == 0.0, 1.0, total)
+    return e / total[:, None]
+
+
+@triton.jit
+def _row_tile(rows, K, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+    r = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R).to(tl.int64)
+    c = tl.arange(0, BLOCK_K).to(tl.int64)
+    mask = (r[:, None] < rows) & (c[None, :] < K)
+    offs = r[:, None] * K + c[None, :]
+    return r, c, mask, offs
+
+
+@triton.jit
+def _gumbel_softmax_fwd_kernel(logits_ptr, gumbels_ptr, seed_ptr, out_ptr, rows, K, inv_tau: tl.float64,
+                               NOISE: tl.constexpr, HARD: tl.constexpr, F64: tl.constexpr,
+                               BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+    r, c, mask, offs = _row_tile(rows, K, BLOCK_R, BLOCK_K)
+    s = _perturbed(logits_ptr, gumbels_ptr, seed_ptr, offs, mask, NOISE, F64)
+    if HARD:
+        m = tl.max(s, axis=1)
+        first = tl.min(tl.where((s == m[:, None]) & mask, c[None, :], BLOCK_K), axis=1)  # first maximum
+        y = tl.where(c[None, :] == first[:, None], 1.0, 0.0)
+    else:
+        y = _softmax_rows(s, mask, _scalar(inv_tau, F64))
+    tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _gumbel_softmax_bwd_kernel(grad_ptr, soft_ptr, logits_ptr, gumbels_ptr, seed_ptr, out_ptr, rows, K,
+                               inv_tau: tl.float64, HAS_SOFT: tl.constexpr, NOISE: tl.constexpr,
+                               F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+    r, c, mask, offs = _row_tile(rows, K, BLOCK_R, BLOCK_K)
+    inv = _scalar(inv_tau, F64)
+    if HAS_SOFT:
+        y = _load(soft_ptr, offs, mask, 0.0, F64)
+    else:
+        y = _softmax_rows(_perturbed(logits_ptr, gumbels_ptr, seed_ptr, offs, mask, NOISE, F64), mask, inv)
+    g = _load(grad_ptr, offs, mask, 0.0, F64)
+    dot = tl.sum(y * g, axis=1)
+    res = y * (g - dot[:, None]) * inv
+    tl.store(out_ptr + offs, res.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _entropy_rows(logits_ptr, offs, mask, F64: tl.constexpr):
+    """Per row: e_j = exp(l_j - max), d_j = l_j - max, S = sum e, H = sum q log q."""
+    l = _load(logits_ptr, offs, mask, float("-inf"), F64)
+    m = tl.max(l, axis=1)
+    m = tl.where(m == float("-inf"), 0.0, m)
+    d = l - m[:, None]
+    e = tl.where(mask, tl.exp(d), 0.0)
+    s = tl.sum(e, axis=1)
+    s = tl.where(s == 0.0, 1.0, s)
+    ed = tl.where(e > 0, e * d, 0.0)  # 0 log 0 = 0, also for -inf logits
+    h = tl.sum(ed, axis=1) / s - tl.log(s)
+    return e, d, s, h
+
+
+@triton.jit
+def _kl_fwd_kernel(logits_ptr, kl_ptr, partial_ptr, rows, K, log_k: tl.float64, REDUCE: tl.constexpr,
+                   F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+    r, c, mask, offs = _row_tile(rows, K, BLOCK_R, BLOCK_K)
+    e, d, s, h = _entropy_rows(logits_ptr, offs, mask, F64)
+    kl = h + _scalar(log_k, F64)
+    row_mask = r < rows
+    if REDUCE:
+        tl.store(partial_ptr + tl.program_id(0), tl.sum(tl.where(row_mask, kl, 0.0), axis=0))
+    else:
+        tl.store(kl_ptr + r, kl.to(kl_ptr.dtype.element_ty), mask=row_mask)
+
+
+@triton.jit
+def _kl_bwd_kernel(grad_ptr, logits_ptr, out_ptr, rows, K, scale: tl.float64, PER_ROW: tl.constexpr,
+                   F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
+    r, c, mask, offs = _row_tile(rows, K, BLOCK_R, BLOCK_K)
+    e, d, s, h = _entropy_rows(logits_ptr, offs, mask, F64)
+    if PER_ROW:
+        w = _load(grad_ptr, r, r < rows, 0.0, F64)
+    else:
+        # formed in float64 and rounded once, like the CPU kernels
+        w = _scalar(tl.load(grad_ptr).to(tl.float64) * scale, F64)
+    log_q_minus_h = d - (tl.log(s) + h)[:, None]
+    res = tl.where(e > 0, (w / s)[:, None] * e * log_q_minus_h, 0.0)
+    tl.store(out_ptr + offs, res.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+# ---------------------------------------------------------------------------------------
+# Launch helpers
+# ---------------------------------------------------------------------------------------
+
+# Elements per program: 4K on a GPU; the interpreter's cost is per program, so it takes
+# up to 256K (see gaussian.py).
+_TILE = 1 << 18 if INTERPRETED else 4096
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _fail(op, msg):
+    raise RuntimeError(f"gentk::{op}: {msg}")
+
+
+def _tiles(rows, k):
+    block_k = triton.next_power_of_2(max(k, 1))
+    block_r = max(1, min(triton.next_power_of_2(max(rows, 1)), _TILE // block_k))
+    return block_r, block_k, (triton.cdiv(rows, block_r),)
+
+
+def _rows_cols(x):
+    k = x.shape[-1]
+    return (x.numel() // k if k else 0), k
+
+
+def _check_logits(op, logits, name="logits"):
+    kind = logits.device.type
+    if INTERPRETED and kind not in ("cpu", "meta"):
+        _fail(op, f"expected tensors on cpu (Triton interpreter), got {name} on {logits.device}")
+    if not INTERPRETED and kind == "cpu":
+        _fail(op, f"expected tensors on a GPU, got {name} on {logits.device}")
+    if not logits.dtype.is_floating_point:
+        _fail(op, f"{name} must be floating point, got {logits.dtype}")
+    if logits.dtype not in _FLOAT_DTYPES:
+        _fail(op, f"{name} must be float16, bfloat16, float32 or float64, got {logits.dtype}")
+    if logits.dim() < 1:
+        _fail(op, f"{name} must have at least one dimension (the categories)")
+    if logits.shape[-1] > MAX_K:
+        _fail(op, f"the triton backend takes at most {MAX_K} categories, got {logits.shape[-1]}; "
+                  "use the cpp or cuda backend")
+
+
+def _check_like(op, name, t, logits):
+    if t.shape != logits.shape:
+        _fail(op, f"{name} must have logits' shape {list(logits.shape)}, got {list(t.shape)}")
+    if t.dtype != logits.dtype or t.device != logits.device:
+        _fail(op, f"{name} must match logits' dtype and device")
+
+
+def _check_noise(op, logits, gumbels, seed):
+    if gumbels is not None:
+        _check_like(op, "gumbels", gumbels, logits)
+    elif seed is not None:
+        if seed.dtype != torch.int64 or seed.numel() != 2:
+            _fail(op, "seed must be an int64 tensor of two elements (seed, stream)")
+        if seed.device != logits.device:
+            _fail(op, f"seed is on {seed.device} but logits is on {logits.device}")
+
+
+def _check_tau(op, tau):
+    if not (tau > 0 and tau != float("inf")):
+        _fail(op, f"tau must be finite and > 0, got {tau}")
+
+
+def _inv_tau(tau, dtype):
+    return min(1.0 / tau, torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).max)
+
+
+def _noise_args(gumbels, seed):
+    if gumbels is not None:
+        return gumbels.contiguous(), None, NOISE_GIVEN
+    if seed is not None:
+        return None, seed.contiguous(), NOISE_PHILOX
+    return None, None, NOISE_NONE
+
+
+# ---------------------------------------------------------------------------------------
+# Ops (schemas are inferred from the annotations and match csrc/gumbel.cpp exactly)
+# ---------------------------------------------------------------------------------------
+
+
+@triton_op("gentk::gumbel_softmax_triton", mutates_args=())
+def gumbel_softmax(
+    logits: torch.Tensor, gumbels: Optional[torch.Tensor], seed: Optional[torch.Tensor], tau: float, hard: bool
+) -> torch.Tensor:
+    op = "gumbel_softmax_triton"
+    _check_logits(op, logits)
+    _check_noise(op, logits, gumbels, seed)
+    _check_tau(op, tau)
+    logits = logits.contiguous()
+    gumbels, seed, noise = _noise_args(gumbels, seed)
+    out = torch.empty_like(logits)
+    rows, k = _rows_cols(logits)
+    if rows == 0 or not _can_launch(logits, gumbels, seed):
+        return out
+    block_r, block_k, grid = _tiles(rows, k)
+    wrap_triton(_gumbel_softmax_fwd_kernel)[grid](
+        logits, gumbels, seed, out, rows, k, _inv_tau(tau, logits.dtype),
+        NOISE=noise, HARD=bool(hard), F64=logits.dtype == torch.float64, BLOCK_R=block_r, BLOCK_K=block_k,
+    )
+    return out
+
+
+@triton_op("gentk::gumbel_softmax_backward_triton", mutates_args=())
+def gumbel_softmax_backward(
+    grad: torch.Tensor,
+    soft: Optional[torch.Tensor],
+    logits: Optional[torch.Tensor],
+    gumbels: Optional[torch.Tensor],
+    seed: Optional[torch.Tensor],
+    tau: float,
+) -> torch.Tensor:
+    op = "gumbel_softmax_backward_triton"
+    if soft is None and logits is None:
+        _fail(op, "give either soft or logits")
+    like = soft if soft is not None else logits
+    _check_logits(op, like)
+    _check_like(op, "grad", grad, like)
+    if soft is not None and logits is not None:
+        _check_like(op, "logits", logits, like)
+    _check_noise(op, like, gumbels, seed)
+    _check_tau(op, tau)
+    grad = grad.contiguous()
+    soft = soft.contiguous() if soft is not None else None
+    logits = logits.contiguous() if soft is None else None
+    gumbels, seed, noise = _noise_args(gumbels, seed)
+    out = torch.empty_like(grad)
+    rows, k = _rows_cols(grad)
+    if rows == 0 or not _can_launch(grad, soft, logits, gumbels, seed):
+        return out
+    block_r, block_k, grid = _tiles(rows, k)
+    wrap_triton(_gumbel_softmax_bwd_kernel)[grid](
+        grad, soft, logits, gumbels, seed, out, rows, k, _inv_tau(tau, grad.dtype),
+        HAS_SOFT=soft is not None, NOISE=noise, F64=grad.dtype == torch.float64, BLOCK_R=block_r, BLOCK_K=block_k,
+    )
+    return out
+
+
+@triton_op("gentk::categorical_kl_uniform_triton", mutates_args=())
+def categorical_kl_uniform(logits: torch.Tensor, reduce: bool, scale: float) -> torch.Tensor:
+    op = "categorical_kl_uniform_triton"
+    _check_logits(op, logits)
+    logits = logits.contiguous()
+    rows, k = _rows_cols(logits)
+    f64 = logits.dtype == torch.float64
+    kl = None if reduce else logits.new_empty(logits.shape[:-1])
+    if rows == 0:
+        return logits.new_full((), 0.0 * scale) if reduce else kl
+    block_r, block_k, grid = _tiles(rows, k)
+    partial = torch.empty(grid[0], device=logits.device, dtype=torch.float64 if f64 else torch.float32) if reduce \
+        else None
+    if _can_launch(logits):
+        import math
+
+        wrap_triton(_kl_fwd_kernel)[grid](
+            logits, kl, partial, rows, k, math.log(k),
+            REDUCE=bool(reduce), F64=f64, BLOCK_R=block_r, BLOCK_K=block_k,
+        )
+    if reduce:
+        return (partial.sum(dtype=torch.float64) * scale).to(logits.dtype)
+    return kl
+
+
+@triton_op("gentk::categorical_kl_uniform_backward_triton", mutates_args=())
+def categorical_kl_uniform_backward(grad: torch.Tensor, logits: torch.Tensor, scale: float) -> torch.Tensor:
+    op = "categorical_kl_uniform_backward_triton"
+    _check_logits(op, logits)
+    logits = logits.contiguous()
+    rows, k = _rows_cols(logits)
+    per_row = grad.shape == logits.shape[:-1] and logits.dim() > 1
+    if not per_row and grad.numel() != 1:
+        _fail(op, f"grad must have shape {list(logits.shape[:-1])} (one value per row) or hold one value, "
+                  f"got {list(grad.shape)}")
+    if grad.device != logits.device:
+        _fail(op, f"grad is on {grad.device} but logits is on {logits.device}")
+    grad = grad.to(logits.dtype).contiguous() if per_row else grad.reshape(())
+    out = torch.empty_like(logits)
+    if rows == 0 or not _can_launch(grad, logits):
+        return out
+    block_r, block_k, grid = _tiles(rows, k)
+    wrap_triton(_kl_bwd_kernel)[grid](
+        grad, logits, out, rows, k, float(scale),
+        PER_ROW=per_row, F64=logits.dtype == torch.float64, BLOCK_R=block_r, BLOCK_K=block_k,
+    )
+    return out
+
+
+_OPS = (gumbel_softmax, gumbel_softmax_backward, categorical_kl_uniform, categorical_kl_uniform_backward)
+
+if INTERPRETED:
+    # See gentk/ops/triton/gaussian.py: keep the ops whole under FunctionalTensorMode.
+    from torch._subclasses.functional_tensor import FunctionalTensorMode
+
+    def _no_decomposition(mode, op, types, args, kwargs):
+        return mode.__torch_dispatch__(op, types, args, kwargs)
+
+    for _op in _OPS:
+        _op.register_torch_dispatch(FunctionalTensorMode, _no_decomposition)
+
+register_autograd("_triton")
