@@ -2,6 +2,7 @@
 from gentk import _extension
 from gentk.backend import BACKENDS, get_backend, set_backend, use_backend
 from gentk.functional import gaussian_kl, reparameterize, reparameterize_kl
+from gentk.profile import profile_step
 
 __version__ = "0.1.0"
 
@@ -9,6 +10,7 @@ __all__ = [
     "BACKENDS",
     "gaussian_kl",
     "get_backend",
+    "profile_step",
     "reparameterize",
     "reparameterize_kl",
     "set_backend",

@@ -8,6 +8,7 @@ foreign or hostile pickle cannot run code, and anything unexpected is a Checkpoi
 import os
 import random
 import re
+import zipfile
 
 import numpy as np
 import torch
@@ -99,12 +100,18 @@ def resolve(path):
 def load(path, map_location="cpu"):
     """Load and validate a gentk checkpoint; raises CheckpointError with the reason."""
     path = resolve(path)
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a gentk checkpoint: not a complete PyTorch archive (truncated, "
+                              f"or another kind of file)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle, wrong file type: all unreadable to us
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable gentk checkpoint (truncated, corrupt or foreign "
-                              f"file): {reason}") from None
+    except Exception as e:  # damaged members, or pickled objects no gentk checkpoint holds
+        text = str(e).strip()
+        if "Weights only load failed" in text:
+            reason = "it holds Python objects that a gentk checkpoint never contains (foreign file)"
+        else:
+            reason = text.splitlines()[0] if text else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable gentk checkpoint (corrupt or foreign file): {reason}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a gentk checkpoint (no '{FORMAT}' marker); it may come from "
                               f"another program")
