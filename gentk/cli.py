@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 EXIT_USAGE = 2
+DEFAULT_EPOCHS = 25
 
 
 class CommandError(Exception):
@@ -76,13 +77,15 @@ def _common_model_parser(prog, description, model_cls):
                    + _datasets_help())
     p.add_argument("--data-root", default=None, help="folder of the data (mnist, aligned, unaligned, attributes)")
     p.add_argument("--resolution", type=_positive_int, default=28, help="image side in pixels (default 28)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="global batch size (default 128)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="global batch size (default 64)")
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the paper's)")
     p.add_argument("--backend", default="auto", choices=gentk.BACKENDS, help="gentk kernel backend (default auto)")
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
                    help="mixed precision: bf16 autocast, or fp16 with a grad scaler (GPU only)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for PyTorch (default: PyTorch's choice; 1 is faster on a busy machine)")
     model_cls.add_arguments(p.add_argument_group(f"{model_cls.name} options"))
     return p
 
@@ -141,7 +144,7 @@ def cmd_train(argv):
     p = _common_model_parser(f"gentk train {model_cls.name}", f"Train {model_cls.name} ({model_cls.paper}).",
                              model_cls)
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=_positive_int, default=None, help="epochs (default 20)")
+    length.add_argument("--epochs", type=_positive_int, default=None, help=f"epochs (default {DEFAULT_EPOCHS})")
     length.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps instead of epochs")
     p.add_argument("--out", default=None, help="output folder (default runs/MODEL)")
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint or run folder")
@@ -165,6 +168,8 @@ def cmd_train(argv):
     from gentk.train import checkpoint as ckpt
 
     gentk.set_backend(args.backend)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = args.out or os.path.join("runs", model_cls.name)
     saved = None
     if args.resume:
@@ -195,7 +200,7 @@ def cmd_train(argv):
         model = model_cls(**config)
     except (TypeError, ValueError) as e:
         raise CommandError(f"{model_cls.name}: {e}") from None
-    epochs = args.epochs if args.epochs or args.steps else 20
+    epochs = args.epochs if args.epochs or args.steps else DEFAULT_EPOCHS
     full_config = {
         "model": config,
         "data": {"name": args.data, "root": args.data_root, "resolution": args.resolution},
@@ -348,6 +353,8 @@ def cmd_profile(argv):
     from gentk.train.trainer import _fetch, _to
 
     _check_data_kind(model_cls, args.data)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = _load_data(args.data, "train", args.data_root, args.resolution, args.seed)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if len(data) < args.batch_size:

@@ -21,9 +21,9 @@ class EvaluatorCNN(nn.Module):
         super().__init__()
         side = resolution // 4
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * side * side, features), nn.ReLU(),
+            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * side * side, features), nn.ReLU(),
         )
         self.head = nn.Linear(features, classes)
         self.shape = dict(channels=channels, resolution=resolution, classes=classes, features=features)

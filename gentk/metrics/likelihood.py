@@ -34,7 +34,7 @@ def negative_elbo(model, data, batch_size=500, max_examples=None):
 
 
 @torch.no_grad()
-def importance_nll(model, data, k=100, max_examples=None, budget=20000):
+def importance_nll(model, data, k=100, max_examples=None, budget=5000):
     """budget: examples x samples decoded at once (memory)."""
     if k < 1:
         raise ValueError(f"importance_nll: k must be at least 1, got {k}")

@@ -25,12 +25,12 @@ def make_grid(images, nrow=None, padding=2, pad_value=0.5):
 
 
 def save_grid(path, images, nrow=None, scale=None):
-    """Write images [N, C, H, W] in [0, 1] as one PNG grid; small images are enlarged (nearest)."""
+    """Write images [N, C, H, W] in [0, 1] as one PNG grid, enlarged (nearest) to about 500 px."""
     from PIL import Image
 
     array = make_grid(images, nrow)
     img = Image.fromarray(array)
-    scale = scale or max(1, 256 // max(1, images.shape[-1]) // 2)
+    scale = scale or max(1, 500 // img.width)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
