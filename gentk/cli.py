@@ -217,6 +217,10 @@ def cmd_train(argv):
         raise CommandError(str(e)) from None
     except ValueError as e:
         raise CommandError(str(e)) from None
+    if trainer.world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     if rank != 0:
         return 0
     print(f"samples: {os.path.join(out, 'samples.png')}  checkpoint: {trainer.last_checkpoint}  "
