@@ -76,6 +76,8 @@ def _common_model_parser(prog, description, model_cls):
     p.add_argument("--data", default=model_cls.default_data, help=f"data set (default {model_cls.default_data}): "
                    + _datasets_help())
     p.add_argument("--data-root", default=None, help="folder of the data (mnist, aligned, unaligned, attributes)")
+    p.add_argument("--download", action="store_true",
+                   help="download MNIST into --data-root with torchvision (only when torchvision is installed)")
     p.add_argument("--resolution", type=_positive_int, default=28, help="image side in pixels (default 28)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="global batch size (default 64)")
     p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the paper's)")
@@ -108,11 +110,11 @@ def _model_config(model_cls, args, data):
     return config
 
 
-def _load_data(name, split, root, resolution, seed=0):
+def _load_data(name, split, root, resolution, seed=0, download=False):
     from gentk import data
 
     try:
-        return data.load(name, split, root=root, resolution=resolution, seed=seed)
+        return data.load(name, split, root=root, resolution=resolution, seed=seed, download=download)
     except data.DataError as e:
         raise CommandError(str(e)) from None
 
@@ -189,7 +191,7 @@ def cmd_train(argv):
         if "--batch-size" not in argv:
             args.batch_size = saved["config"].get("trainer", {}).get("batch_size", args.batch_size)
     _check_data_kind(model_cls, args.data)
-    train_data = _load_data(args.data, "train", args.data_root, args.resolution, args.seed)
+    train_data = _load_data(args.data, "train", args.data_root, args.resolution, args.seed, args.download)
     config = saved["config"]["model"] if saved else _model_config(model_cls, args, train_data)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.amp == "fp16" and not device.startswith("cuda"):

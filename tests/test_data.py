@@ -166,3 +166,18 @@ def test_attribute_images(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(DataError, match="unknown data set.*digits"):
         data.load("cifar")
+
+
+def test_download_needs_torchvision(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torchvision(name, *args, **kwargs):
+        if name.startswith("torchvision"):
+            raise ImportError("no torchvision")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torchvision)
+    with pytest.raises(DataError, match="torchvision is not installed"):
+        data.load("mnist", root=tmp_path, download=True)

@@ -23,8 +23,9 @@ DATASETS = {
 }
 
 
-def load(name, split="train", root=None, resolution=28, seed=0, channels=None, attributes=None):
-    """The data set ``name`` (see DATASETS) for ``split`` ('train' or 'test')."""
+def load(name, split="train", root=None, resolution=28, seed=0, channels=None, attributes=None, download=False):
+    """The data set ``name`` (see DATASETS) for ``split`` ('train' or 'test'). ``download``:
+    fetch MNIST into root with torchvision (only when it is installed)."""
     if name not in DATASETS:
         raise DataError(name, "unknown data set", "one of " + ", ".join(DATASETS))
     if DATASETS[name][1] and root is None:
@@ -32,7 +33,7 @@ def load(name, split="train", root=None, resolution=28, seed=0, channels=None, a
     if name == "digits":
         return digits(split, resolution, seed)
     if name == "mnist":
-        return mnist(root, split, resolution)
+        return mnist(root, split, resolution, download=download)
     if name == "digits-edges":
         return digits_edges(split, resolution, seed)
     if name == "digits-thickness":
