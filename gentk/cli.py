@@ -272,7 +272,7 @@ def cmd_sample(argv):
     model, state = _load_model(args.checkpoint, device)
     labels = None
     if args.labels is not None:
-        if model.data_kind == "labelled" and model.name in ("vae",):
+        if not model.conditional:
             raise CommandError(f"model {model.name} is unconditional; --labels does not apply")
         try:
             labels = torch.tensor([int(v) for v in args.labels.split(",")], device=device)

@@ -158,3 +158,37 @@ def test_vae_rejects_bad_config():
         build("vae", resolution=30)
     with pytest.raises(ValueError, match="lr must be positive"):
         build("vae", lr=0.0)
+
+
+def test_tensorboard_when_installed(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    written = []
+
+    class FakeWriter:
+        def __init__(self, log_dir):
+            written.append(("dir", log_dir))
+
+        def add_scalar(self, tag, value, step):
+            written.append((tag, step))
+
+        def add_image(self, tag, image, step, dataformats):
+            written.append((tag, step, image.shape[-1], dataformats))
+
+        def close(self):
+            written.append("closed")
+
+    module = types.ModuleType("torch.utils.tensorboard")
+    module.SummaryWriter = FakeWriter
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", module)
+    fit(tmp_path, steps=4, batch_size=100, log_every=2)
+    assert written[0] == ("dir", str(tmp_path / "tensorboard"))
+    assert ("train/loss", 2) in written and ("train/kl", 4) in written
+    assert ("samples", 4, 3, "HWC") in written and written[-1] == "closed"
+
+
+def test_small_batches_and_visuals(tmp_path):
+    model, _ = fit(tmp_path, steps=2, batch_size=6)  # fewer than 8 images: no reconstruction grid, no error
+    assert model.visuals(TRAIN.tensors[0][:6]) == {}
+    assert model.visuals(TRAIN.tensors[0][:20])["reconstructions"].shape == (32, 1, 16, 16)

@@ -20,6 +20,8 @@ class GenerativeModel:
     paper = ""
     data_kind = "labelled"
     default_data = "digits"
+    #: whether sample() takes labels (class or attribute targets)
+    conditional = False
 
     def __init__(self, **config):
         self.config = dict(config)

@@ -111,7 +111,10 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def visuals(self, batch):
-        x = first_tensor(batch)[:32]
+        x = first_tensor(batch)
+        x = x[:min(len(x), 32) // 8 * 8]
+        if len(x) == 0:
+            return {}
         mu, _ = self.encode(x)
         recon = torch.sigmoid(self.decode(mu))
         # rows alternate: 8 originals, their 8 reconstructions
