@@ -390,7 +390,8 @@ def cmd_profile(argv):
     for label, r in runs.items():
         print(f"top operators, {label} ({r['backend']}), self time per step:")
         for row in r["top_ops"]:
-            print(f"  {row['self_ms']:9.3f} ms {100 * row['share']:5.1f}%  x{row['calls'] // r['profile_steps']:<4} {row['name']}")
+            calls = row["calls"] // r["profile_steps"]
+            print(f"  {row['self_ms']:9.3f} ms {100 * row['share']:5.1f}%  x{calls:<4} {row['name']}")
     if args.trace:
         print(f"Chrome trace of the gentk run: {args.trace}")
     if args.json:

@@ -15,7 +15,10 @@ from gentk.models.base import first_tensor
 
 
 def _batches(data, batch_size, max_examples, device):
-    images = data.tensors[0] if hasattr(data, "tensors") else torch.stack([first_tensor(data[i]) for i in range(len(data))])
+    if hasattr(data, "tensors"):
+        images = data.tensors[0]
+    else:
+        images = torch.stack([first_tensor(data[i]) for i in range(len(data))])
     if max_examples is not None:
         images = images[:max_examples]
     for i in range(0, len(images), batch_size):
