@@ -14,6 +14,15 @@ from gentk.train import checkpoint as ckpt
 TRAIN = data.digits("train", 16)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the 2 shared cores are usually busy: one thread avoids OpenMP oversubscription stalls
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_vae(**kw):
     seed_everything(0)
     return build("vae", arch=kw.pop("arch", "mlp"), resolution=16, latent=kw.pop("latent", 4), **kw)
