@@ -361,7 +361,7 @@ def cmd_profile(argv):
     _check_data_kind(model_cls, args.data)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = _load_data(args.data, "train", args.data_root, args.resolution, args.seed)
+    data = _load_data(args.data, "train", args.data_root, args.resolution, args.seed, args.download)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if len(data) < args.batch_size:
         raise CommandError(f"--batch-size {args.batch_size} is larger than the data set ({len(data)})")
