@@ -8,6 +8,7 @@ from gentk.functional import (
     reparameterize,
     reparameterize_kl,
 )
+from gentk.profile import profile_step
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "gaussian_kl",
     "get_backend",
     "gumbel_softmax",
+    "profile_step",
     "reparameterize",
     "reparameterize_kl",
     "set_backend",

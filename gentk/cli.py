@@ -1,0 +1,451 @@
+"""The ``gentk`` command: train, sample, evaluate and profile gentk's models.
+
+    gentk train MODEL [--data digits] [--epochs N | --steps N] [--out runs/MODEL] ...
+    gentk sample CKPT [--n 64] [--labels 0,1,2]
+    gentk eval CKPT [--k 100]
+    gentk profile MODEL [--steps 20] [--trace trace.json]
+    gentk bench [benchmark options]
+
+CKPT is a checkpoint file or a run folder (its newest checkpoint). Errors are one line.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+EXIT_USAGE = 2
+DEFAULT_EPOCHS = 25
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CommandError(f"{self.prog}: {message}")
+
+
+def _models_epilog():
+    from gentk.models import MODELS
+
+    lines = ["models:"] + [f"  {name:<10} {paper}" for name, (_, paper) in MODELS.items()]
+    return "\n".join(lines)
+
+
+def _datasets_help():
+    from gentk.data import DATASETS
+
+    return "; ".join(f"{name}: {desc}" for name, (_, _, desc) in DATASETS.items())
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _model_class(name):
+    from gentk.models import UnknownModel, model_class
+
+    try:
+        return model_class(name)
+    except UnknownModel as e:
+        raise CommandError(str(e)) from None
+
+
+def _common_model_parser(prog, description, model_cls):
+    import gentk
+
+    p = _Parser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=model_cls.default_data, help=f"data set (default {model_cls.default_data}): "
+                   + _datasets_help())
+    p.add_argument("--data-root", default=None, help="folder of the data (mnist, aligned, unaligned, attributes)")
+    p.add_argument("--download", action="store_true",
+                   help="download MNIST into --data-root with torchvision (only when torchvision is installed)")
+    p.add_argument("--resolution", type=_positive_int, default=28, help="image side in pixels (default 28)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="global batch size (default 64)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: the paper's)")
+    p.add_argument("--backend", default="auto", choices=gentk.BACKENDS, help="gentk kernel backend (default auto)")
+    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
+                   help="mixed precision: bf16 autocast, or fp16 with a grad scaler (GPU only)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads for PyTorch (default: PyTorch's choice; 1 is faster on a busy machine)")
+    model_cls.add_arguments(p.add_argument_group(f"{model_cls.name} options"))
+    return p
+
+
+def _model_config(model_cls, args, data):
+    """The model's constructor arguments from the parsed flags and the data's shape."""
+    import inspect
+
+    accepted = inspect.signature(model_cls.__init__).parameters
+    config = {k: v for k, v in vars(args).items() if k in accepted and k not in ("self", "lr", "channels",
+                                                                                 "resolution")}
+    first = data[0]
+    image = first[0] if isinstance(first, (tuple, list)) else first
+    if "channels" in accepted:
+        config["channels"] = int(image.shape[0])
+    if "resolution" in accepted:
+        config["resolution"] = int(image.shape[-1])
+    if args.lr is not None and "lr" in accepted:
+        config["lr"] = args.lr
+    return config
+
+
+def _load_data(name, split, root, resolution, seed=0, download=False):
+    from gentk import data
+
+    try:
+        return data.load(name, split, root=root, resolution=resolution, seed=seed, download=download)
+    except data.DataError as e:
+        raise CommandError(str(e)) from None
+
+
+def _check_data_kind(model_cls, name):
+    from gentk.data import DATASETS
+
+    if name not in DATASETS:
+        raise CommandError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if DATASETS[name][0] != model_cls.data_kind:
+        fitting = [n for n, (kind, _, _) in DATASETS.items() if kind == model_cls.data_kind]
+        raise CommandError(f"model {model_cls.name} needs {model_cls.data_kind} data; {name!r} is "
+                           f"{DATASETS[name][0]} (use one of {', '.join(fitting)})")
+
+
+def _print_metrics(title, metrics):
+    print(title)
+    for key, value in metrics.items():
+        print(f"  {key:<28} {value + 0.0:.4f}" if isinstance(value, float) else f"  {key:<28} {value}")
+
+
+# --- train ---------------------------------------------------------------------------------
+def cmd_train(argv):
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: gentk train MODEL [options]   (gentk train MODEL --help for the options)\n")
+        print(_models_epilog())
+        return 0
+    model_cls = _model_class(argv[0])
+    p = _common_model_parser(f"gentk train {model_cls.name}", f"Train {model_cls.name} ({model_cls.paper}).",
+                             model_cls)
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=_positive_int, default=None, help=f"epochs (default {DEFAULT_EPOCHS})")
+    length.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps instead of epochs")
+    p.add_argument("--out", default=None, help="output folder (default runs/MODEL)")
+    p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint or run folder")
+    p.add_argument("--log-every", type=_positive_int, default=10, help="steps between metric lines")
+    p.add_argument("--sample-every", type=_positive_int, default=None, help="steps between sample grids "
+                   "(default: every epoch)")
+    p.add_argument("--checkpoint-every", type=_positive_int, default=None, help="steps between checkpoints "
+                   "(default: every epoch)")
+    p.add_argument("--keep", type=_positive_int, default=3, help="checkpoints kept (default 3)")
+    p.add_argument("--eval-k", type=int, default=100, help="importance samples for the final test NLL "
+                   "(0 skips it; default 100)")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv[1:])
+
+    import torch
+
+    import gentk
+    from gentk import metrics
+    from gentk.train import CheckpointError, Trainer, distributed_env, seed_everything
+    from gentk.train import checkpoint as ckpt
+
+    gentk.set_backend(args.backend)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out or os.path.join("runs", model_cls.name)
+    saved = None
+    if args.resume:
+        try:
+            saved = ckpt.load(args.resume)
+        except CheckpointError as e:
+            raise CommandError(str(e)) from None
+        if saved["model"] != model_cls.name:
+            raise CommandError(f"{args.resume}: checkpoint is for model {saved['model']!r}, not {model_cls.name!r}")
+        data_cfg = saved["config"].get("data", {})
+        if "--data" not in argv:
+            args.data = data_cfg.get("name", args.data)
+        if "--data-root" not in argv:
+            args.data_root = data_cfg.get("root", args.data_root)
+        if "--resolution" not in argv:
+            args.resolution = data_cfg.get("resolution", args.resolution)
+        if "--batch-size" not in argv:
+            args.batch_size = saved["config"].get("trainer", {}).get("batch_size", args.batch_size)
+    _check_data_kind(model_cls, args.data)
+    train_data = _load_data(args.data, "train", args.data_root, args.resolution, args.seed, args.download)
+    config = saved["config"]["model"] if saved else _model_config(model_cls, args, train_data)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.amp == "fp16" and not device.startswith("cuda"):
+        raise CommandError("--amp fp16 needs a CUDA device (use --amp bf16 on CPU)")
+    rank, _ = distributed_env()
+    seed_everything(args.seed + rank)
+    try:
+        model = model_cls(**config)
+    except (TypeError, ValueError) as e:
+        raise CommandError(f"{model_cls.name}: {e}") from None
+    epochs = args.epochs if args.epochs or args.steps else DEFAULT_EPOCHS
+    full_config = {
+        "model": config,
+        "data": {"name": args.data, "root": args.data_root, "resolution": args.resolution},
+        "trainer": {"batch_size": args.batch_size, "seed": args.seed, "amp": args.amp, "epochs": epochs,
+                    "steps": args.steps, "backend": args.backend},
+    }
+    try:
+        trainer = Trainer(model, train_data, out, epochs=epochs, steps=args.steps, batch_size=args.batch_size,
+                          seed=args.seed, log_every=args.log_every, sample_every=args.sample_every,
+                          checkpoint_every=args.checkpoint_every, keep_last=args.keep, amp=args.amp,
+                          device=device, progress=not args.no_progress, config=full_config)
+        trainer.fit(resume=args.resume)
+    except CheckpointError as e:
+        raise CommandError(str(e)) from None
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if trainer.world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    if rank != 0:
+        return 0
+    print(f"samples: {os.path.join(out, 'samples.png')}  checkpoint: {trainer.last_checkpoint}  "
+          f"metrics: {os.path.join(out, 'metrics.jsonl')}")
+    if not args.no_eval:
+        test_data = _load_data(args.data, "test", args.data_root, args.resolution, args.seed)
+        results = metrics.evaluate(model, test_data, train_data=train_data,
+                                   dataset_key=f"{args.data}{args.resolution}",
+                                   cache_dir=os.path.join(out, "evaluator"), k=args.eval_k)
+        trainer_record = {"step": trainer.step, "split": "test", **results}
+        with open(os.path.join(out, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(trainer_record) + "\n")
+        _print_metrics(f"test metrics after {trainer.step} steps:", results)
+    return 0
+
+
+# --- sample --------------------------------------------------------------------------------
+def _load_model(path, device):
+    from gentk.train import CheckpointError, model_from_checkpoint
+
+    try:
+        return model_from_checkpoint(path, device)
+    except CheckpointError as e:
+        raise CommandError(str(e)) from None
+
+
+def _run_dir(checkpoint_file):
+    folder = os.path.dirname(os.path.abspath(checkpoint_file))
+    return os.path.dirname(folder) if os.path.basename(folder) == "checkpoints" else folder
+
+
+def cmd_sample(argv):
+    p = _Parser(prog="gentk sample", description="Draw samples from a trained model into a PNG grid.")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run folder")
+    p.add_argument("--n", type=_positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("--labels", default=None, help="comma-separated class labels, for conditional models")
+    p.add_argument("--out", default=None, help="PNG to write (default RUN/sample_STEP.png)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    import torch
+
+    from gentk.train import save_grid
+    from gentk.train import checkpoint as ckpt
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, state = _load_model(args.checkpoint, device)
+    labels = None
+    if args.labels is not None:
+        if not model.conditional:
+            raise CommandError(f"model {model.name} is unconditional; --labels does not apply")
+        try:
+            labels = torch.tensor([int(v) for v in args.labels.split(",")], device=device)
+        except ValueError:
+            raise CommandError(f"--labels: expected comma-separated integers, got {args.labels!r}") from None
+        labels = labels.repeat((args.n + len(labels) - 1) // len(labels))[:args.n]
+    model.eval()
+    images = model.sample(args.n, labels=labels, generator=torch.Generator().manual_seed(args.seed))
+    path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"sample_{state['step']:08d}.png")
+    save_grid(path, images)
+    print(path)
+    return 0
+
+
+# --- eval ----------------------------------------------------------------------------------
+def cmd_eval(argv):
+    p = _Parser(prog="gentk eval", description="Evaluate a trained model on its test split: VAE test -ELBO and "
+                "importance-sampled NLL; sample coverage, class entropy and Frechet distance through an "
+                "evaluator classifier (trained once per data set, cached in RUN/evaluator/).")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run folder")
+    p.add_argument("--data", default=None, help="data set (default: the one it was trained on)")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--k", type=int, default=100, help="importance samples per example for the NLL (default 100)")
+    p.add_argument("--max-examples", type=_positive_int, default=None, help="evaluate on the first N test images")
+    p.add_argument("--n-samples", type=int, default=1000, help="generated images for the sample metrics")
+    p.add_argument("--out", default=None, help="JSON file to write (default RUN/eval.json)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    if args.k < 0 or args.n_samples < 0:
+        raise CommandError("gentk eval: --k and --n-samples must be >= 0")
+    import torch
+
+    from gentk import metrics
+    from gentk.train import checkpoint as ckpt
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, state = _load_model(args.checkpoint, device)
+    data_cfg = state["config"].get("data", {})
+    name = args.data or data_cfg.get("name", "digits")
+    root = args.data_root or data_cfg.get("root")
+    resolution = state["config"]["model"].get("resolution", data_cfg.get("resolution", 28))
+    test_data = _load_data(name, "test", root, resolution)
+    try:
+        train_data = _load_data(name, "train", root, resolution)
+    except CommandError:
+        train_data = None  # only a test split: no evaluator classifier, likelihoods still work
+    run = _run_dir(ckpt.resolve(args.checkpoint))
+    results = metrics.evaluate(model, test_data, train_data=train_data, dataset_key=f"{name}{resolution}",
+                               cache_dir=os.path.join(run, "evaluator"), k=args.k, n_samples=args.n_samples,
+                               max_examples=args.max_examples, seed=args.seed)
+    results = {"step": state["step"], "data": name, **results}
+    path = args.out or os.path.join(run, "eval.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    _print_metrics(f"{model.name} at step {state['step']} on {name} (test):", results)
+    print(f"written to {path}")
+    return 0
+
+
+# --- profile -------------------------------------------------------------------------------
+def cmd_profile(argv):
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: gentk profile MODEL [options]   (gentk profile MODEL --help for the options)\n")
+        print(_models_epilog())
+        return 0
+    model_cls = _model_class(argv[0])
+    p = _common_model_parser(f"gentk profile {model_cls.name}",
+                             "Time warm training steps of the same model, seed and batch with pure PyTorch "
+                             "(--backend torch) and with gentk's kernels, and show the top operators.",
+                             model_cls)
+    p.add_argument("--steps", type=_positive_int, default=20, help="timed steps (default 20)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up steps (default 5)")
+    p.add_argument("--top", type=_positive_int, default=10, help="operators listed (default 10)")
+    p.add_argument("--trace", default=None, metavar="FILE", help="write a Chrome trace of the gentk run")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
+    args = p.parse_args(argv[1:])
+    if args.warmup < 0:
+        raise CommandError("gentk profile: --warmup must be >= 0")
+    import torch
+
+    import gentk
+    from gentk.train import seed_everything
+    from gentk.train.trainer import _fetch, _to
+
+    _check_data_kind(model_cls, args.data)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = _load_data(args.data, "train", args.data_root, args.resolution, args.seed, args.download)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if len(data) < args.batch_size:
+        raise CommandError(f"--batch-size {args.batch_size} is larger than the data set ({len(data)})")
+    config = _model_config(model_cls, args, data)
+    batch = _to(_fetch(data, list(range(args.batch_size))), device)
+    gentk_backend = args.backend if args.backend != "torch" else "auto"
+    runs = {}
+    for label, backend in (("torch", "torch"), ("gentk", gentk_backend)):
+        seed_everything(args.seed)
+        model = model_cls(**config).to(device)
+        model.set_precision(args.amp)
+        model.train()
+        with gentk.use_backend(backend):
+            runs[label] = gentk.profile_step(lambda: model.train_step(batch), steps=args.steps,
+                                             warmup=args.warmup, images_per_step=args.batch_size, device=device,
+                                             trace=args.trace if label == "gentk" else None, top=args.top)
+        runs[label]["backend"] = backend
+    speedup = runs["torch"]["step_ms"] / runs["gentk"]["step_ms"]
+    print(f"{model_cls.name} on {args.data} ({args.resolution}x{args.resolution}), batch {args.batch_size}, "
+          f"{device}, amp {args.amp}: {args.warmup} warm-up + {args.steps} timed steps each")
+    print(f"{'':8} {'backend':8} {'step ms':>9} {'images/s':>10} {'peak memory MiB':>16}")
+    for label, r in runs.items():
+        print(f"{label:8} {r['backend']:8} {r['step_ms']:9.2f} {r['images_per_s']:10.0f} "
+              f"{r['peak_memory_bytes'] / 2**20:16.1f}")
+    print(f"speedup (torch / gentk step time): {speedup:.3f}x   peak memory: {runs['gentk']['memory_method']}")
+    for label, r in runs.items():
+        print(f"top operators, {label} ({r['backend']}), self time per step:")
+        for row in r["top_ops"]:
+            calls = row["calls"] // r["profile_steps"]
+            print(f"  {row['self_ms']:9.3f} ms {100 * row['share']:5.1f}%  x{calls:<4} {row['name']}")
+    if args.trace:
+        print(f"Chrome trace of the gentk run: {args.trace}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"speedup": speedup, **runs}, f, indent=1)
+    return 0
+
+
+# --- bench ---------------------------------------------------------------------------------
+def cmd_bench(argv):
+    import gentk
+
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(gentk.__file__)))
+    if not os.path.isfile(os.path.join(checkout, "benchmarks", "__main__.py")):
+        raise CommandError("gentk bench runs the benchmark suite of a source checkout (benchmarks/ next to "
+                           "gentk/); this install has none: clone the repository and run it there")
+    return subprocess.call([sys.executable, "-m", "benchmarks", *argv], cwd=checkout)
+
+
+COMMANDS = {
+    "train": (cmd_train, "train a model (gentk train MODEL --help)"),
+    "sample": (cmd_sample, "draw samples from a checkpoint into a PNG grid"),
+    "eval": (cmd_eval, "test ELBO/NLL and evaluator-classifier sample metrics of a checkpoint"),
+    "profile": (cmd_profile, "time training steps: pure PyTorch vs gentk kernels, top operators"),
+    "bench": (cmd_bench, "run the kernel benchmarks (from a source checkout)"),
+}
+
+
+def _usage():
+    lines = ["usage: gentk {train,sample,eval,profile,bench} ...", "",
+             "Train, sample, evaluate and profile gentk's generative models.", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines) + "\n\n" + _models_epilog()
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else EXIT_USAGE
+    command = argv[0]
+    if command not in COMMANDS:
+        print(f"gentk: error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[command][0](argv[1:])
+    except CommandError as e:
+        message = str(e)
+        print(message if message.startswith("gentk") else f"gentk {command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("gentk: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

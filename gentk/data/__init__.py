@@ -1,0 +1,54 @@
+"""Data sets for gentk's models.
+
+``load(name, split, root=None, resolution=28)`` is what the trainer and CLI use; the
+individual loaders are importable too. Every loader raises :class:`DataError` naming the
+path and the expected layout when data is missing or malformed.
+"""
+from gentk.data.digits import digits
+from gentk.data.errors import DataError
+from gentk.data.folders import STARGAN_ATTRIBUTES, AlignedFolder, AttributeImages, UnalignedFolders, read_attribute_list
+from gentk.data.mnist import mnist, read_idx
+from gentk.data.synthetic import COLOUR_ATTRIBUTES, digits_colour, digits_edges, digits_thickness
+
+# name -> (kind, needs a root, one-line description)
+DATASETS = {
+    "digits": ("labelled", False, "scikit-learn's handwritten digits, embedded (default)"),
+    "mnist": ("labelled", True, "MNIST IDX files in --data-root (train-*, t10k-*, gzipped or not)"),
+    "digits-edges": ("paired", False, "digits paired with their edge maps (embedded)"),
+    "digits-thickness": ("unpaired", False, "thin vs thick digits, unpaired (embedded)"),
+    "digits-colour": ("attributes", False, "coloured digits with red/green/blue/thick attributes (embedded)"),
+    "aligned": ("paired", True, "pix2pix A|B images in --data-root/{train,test}/"),
+    "unaligned": ("unpaired", True, "CycleGAN folders --data-root/trainA, trainB"),
+    "attributes": ("attributes", True, "images + list_attr_celeba.txt in --data-root"),
+}
+
+
+def load(name, split="train", root=None, resolution=28, seed=0, channels=None, attributes=None, download=False):
+    """The data set ``name`` (see DATASETS) for ``split`` ('train' or 'test'). ``download``:
+    fetch MNIST into root with torchvision (only when it is installed)."""
+    if name not in DATASETS:
+        raise DataError(name, "unknown data set", "one of " + ", ".join(DATASETS))
+    if DATASETS[name][1] and root is None:
+        raise DataError("--data-root", f"data set {name!r} needs a directory: {DATASETS[name][2]}")
+    if name == "digits":
+        return digits(split, resolution, seed)
+    if name == "mnist":
+        return mnist(root, split, resolution, download=download)
+    if name == "digits-edges":
+        return digits_edges(split, resolution, seed)
+    if name == "digits-thickness":
+        return digits_thickness(split, resolution, seed)
+    if name == "digits-colour":
+        return digits_colour(split, resolution, seed)
+    if name == "aligned":
+        return AlignedFolder(root, split, resolution, channels or 3)
+    if name == "unaligned":
+        return UnalignedFolders(root, split, resolution, channels or 3)
+    return AttributeImages(root, attributes or STARGAN_ATTRIBUTES, resolution, channels or 3)
+
+
+__all__ = [
+    "AlignedFolder", "AttributeImages", "COLOUR_ATTRIBUTES", "DATASETS", "DataError", "STARGAN_ATTRIBUTES",
+    "UnalignedFolders", "digits", "digits_colour", "digits_edges", "digits_thickness", "load", "mnist",
+    "read_attribute_list", "read_idx",
+]

@@ -1,0 +1,99 @@
+"""MNIST (and anything else in the IDX format) from a directory the user names.
+
+Layout: ``ROOT/train-images-idx3-ubyte[.gz]``, ``ROOT/train-labels-idx1-ubyte[.gz]`` for the
+training split and ``ROOT/t10k-images-idx3-ubyte[.gz]``, ``ROOT/t10k-labels-idx1-ubyte[.gz]``
+for the test split (any file starting ``train-images`` / ``t10k-images`` etc. is accepted).
+torchvision's downloader is used only when asked (``download=True``) and installed.
+"""
+import gzip
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import TensorDataset
+
+from gentk.data.errors import DataError
+
+LAYOUT = ("ROOT/{prefix}-images-idx3-ubyte[.gz] and ROOT/{prefix}-labels-idx1-ubyte[.gz] "
+          "(MNIST's IDX files, gzipped or not)")
+_PREFIX = {"train": "train", "test": "t10k"}
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path):
+    """Read one IDX file (optionally gzipped) into a numpy array."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(path, f"cannot read IDX file: {e}") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
+        raise DataError(path, "not an IDX file (bad magic number)",
+                        "an IDX header: two zero bytes, a type byte, a dimension count")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(path, "IDX header is truncated")
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_DTYPES[data[2]])
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DataError(path, f"IDX body has {len(data) - header} bytes but its header {shape} "
+                              f"needs {expected} (truncated or corrupt file)")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+
+
+def _find(root, stem):
+    for name in sorted(os.listdir(root)):
+        if name.startswith(stem) and not name.startswith("."):
+            return os.path.join(root, name)
+    return None
+
+
+def mnist(root, split="train", resolution=28, download=False):
+    """TensorDataset of (image [1, R, R] in [0, 1], label) read from IDX files under root."""
+    if split not in _PREFIX:
+        raise ValueError(f"gentk.data.mnist: split must be 'train' or 'test', got {split!r}")
+    prefix = _PREFIX[split]
+    layout = LAYOUT.format(prefix=prefix)
+    if root is None:
+        raise DataError("--data-root", "MNIST needs a directory", layout)
+    root = os.path.expanduser(str(root))
+    if download and (not os.path.isdir(root) or _find(root, f"{prefix}-images") is None):
+        _download(root)
+    if not os.path.isdir(root):
+        raise DataError(root, "no such directory", layout)
+    images_path = _find(root, f"{prefix}-images")
+    labels_path = _find(root, f"{prefix}-labels")
+    if images_path is None or labels_path is None:
+        missing = f"{prefix}-images" if images_path is None else f"{prefix}-labels"
+        raise DataError(root, f"no {missing}* file for the {split} split", layout)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3:
+        raise DataError(images_path, f"images must be 3-d (count, rows, cols), got shape {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(labels_path, f"labels must be 1-d with one label per image ({len(images)}), "
+                                     f"got shape {labels.shape}")
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                          antialias=True).clamp_(0, 1)
+    return TensorDataset(x.contiguous(), torch.from_numpy(labels.astype(np.int64)))
+
+
+def _download(root):
+    try:
+        from torchvision.datasets import MNIST
+    except ImportError:
+        raise DataError(root, "download asked for but torchvision is not installed; put the IDX files "
+                              "there yourself", LAYOUT.format(prefix="train")) from None
+    dataset = MNIST(root, download=True)
+    # torchvision writes ROOT/MNIST/raw/*; copy nothing, just point the reader there.
+    raw = os.path.join(root, "MNIST", "raw")
+    for name in os.listdir(raw):
+        target = os.path.join(root, name)
+        if not os.path.exists(target):
+            os.symlink(os.path.join(raw, name), target)
+    del dataset

@@ -1,0 +1,25 @@
+"""gentk's models. MODELS maps the CLI name to (import path, paper); ``build(name, **config)``
+makes one."""
+import importlib
+
+MODELS = {
+    "vae": ("gentk.models.vae:VAE", "Kingma & Welling 2014, Auto-Encoding Variational Bayes"),
+}
+
+
+class UnknownModel(ValueError):
+    pass
+
+
+def model_class(name):
+    if name not in MODELS:
+        raise UnknownModel(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    module, cls = MODELS[name][0].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def build(name, **config):
+    return model_class(name)(**config)
+
+
+__all__ = ["MODELS", "UnknownModel", "build", "model_class"]

@@ -1,0 +1,128 @@
+"""The small protocol every gentk model follows, so one Trainer, one CLI and one profiler
+serve them all.
+
+A model holds its networks (``networks()``: name -> nn.Module, kept as attributes of the
+same names), its optimizers and schedulers, does one training step on a batch
+(``train_step(batch) -> {loss name: float}``) and draws samples (``sample(n)`` -> images in
+[0, 1]). The trainer moves it to a device, sets mixed precision and, under torchrun, wraps
+the networks in DistributedDataParallel; ``autocast()`` and ``backward_step()`` are what a
+step uses so that mixed precision and gradient scaling need nothing else from the model.
+"""
+import contextlib
+
+import torch
+from torch import nn
+
+
+class GenerativeModel:
+    #: registry name, paper and data set kind ("labelled", "paired", "unpaired", "attributes")
+    name = ""
+    paper = ""
+    data_kind = "labelled"
+    default_data = "digits"
+    #: whether sample() takes labels (class or attribute targets)
+    conditional = False
+
+    def __init__(self, **config):
+        self.config = dict(config)
+        self.device = torch.device("cpu")
+        self.amp_dtype = None
+        self.scaler = None
+
+    # --- what each model provides ---------------------------------------------------
+    @classmethod
+    def add_arguments(cls, parser):
+        """Add the model's own command-line options (their dest names are config keys)."""
+
+    def networks(self):
+        raise NotImplementedError
+
+    def optimizers(self):
+        raise NotImplementedError
+
+    def schedulers(self):
+        return {}
+
+    def train_step(self, batch):
+        raise NotImplementedError
+
+    def sample(self, n, labels=None, generator=None):
+        raise NotImplementedError
+
+    def visuals(self, batch):
+        """Extra image grids for a batch (for example reconstructions): name -> images."""
+        return {}
+
+    def extra_state(self):
+        """Anything else a checkpoint must hold to resume exactly (image pools, counters)."""
+        return {}
+
+    def load_extra_state(self, state):
+        pass
+
+    # --- shared machinery -------------------------------------------------------------
+    def to(self, device):
+        self.device = torch.device(device)
+        for net in self.networks().values():
+            net.to(self.device)
+        return self
+
+    def train(self, mode=True):
+        for net in self.networks().values():
+            net.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def parameters(self):
+        for net in self.networks().values():
+            yield from net.parameters()
+
+    def unwrapped(self, name):
+        net = getattr(self, name)
+        return getattr(net, "module", net)
+
+    def wrap_networks(self, wrap):
+        """Replace each network that has parameters by wrap(network) (DDP under torchrun)."""
+        for name, net in self.networks().items():
+            if any(p.requires_grad for p in net.parameters()):
+                setattr(self, name, wrap(net))
+
+    def set_precision(self, amp):
+        """amp: None/'none' (float32), 'bf16' (autocast) or 'fp16' (autocast + GradScaler, GPU only)."""
+        if amp in (None, "none", "fp32"):
+            self.amp_dtype, self.scaler = None, None
+        elif amp == "bf16":
+            self.amp_dtype, self.scaler = torch.bfloat16, None
+        elif amp == "fp16":
+            if self.device.type != "cuda":
+                raise ValueError("--amp fp16 needs a CUDA device (use --amp bf16 on CPU)")
+            self.amp_dtype, self.scaler = torch.float16, torch.amp.GradScaler("cuda")
+        else:
+            raise ValueError(f"unknown --amp {amp!r}; choose none, bf16 or fp16")
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def backward_step(self, loss, optimizer, retain_graph=False):
+        """zero_grad, backward, step, with loss scaling when fp16 asks for it."""
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward(retain_graph=retain_graph)
+            optimizer.step()
+        else:
+            self.scaler.scale(loss).backward(retain_graph=retain_graph)
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+
+def first_tensor(batch):
+    """The images of a batch that may be a tensor or an (images, labels, ...) tuple."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def count_parameters(module: nn.Module):
+    return sum(p.numel() for p in module.parameters())
