@@ -1,7 +1,8 @@
 """gentk: fused kernels and complete models for VAE and GAN training in PyTorch."""
 from gentk import _extension
 from gentk.backend import BACKENDS, get_backend, set_backend, use_backend
-from gentk.functional import gaussian_kl, reparameterize, reparameterize_kl
+from gentk.functional import gaussian_kl, instance_norm, reparameterize, reparameterize_kl
+from gentk.nn.instance_norm import patch, unpatch
 
 __version__ = "0.1.0"
 
@@ -9,9 +10,12 @@ __all__ = [
     "BACKENDS",
     "gaussian_kl",
     "get_backend",
+    "instance_norm",
+    "patch",
     "reparameterize",
     "reparameterize_kl",
     "set_backend",
+    "unpatch",
     "use_backend",
 ]
 

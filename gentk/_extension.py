@@ -30,6 +30,10 @@ def _load():
 
     gaussian.register_fakes()
     gaussian.register_autograd()
+    from gentk.ops.registration import instance_norm
+
+    instance_norm.register_fakes()
+    instance_norm.register_autograd()
     _loaded = True
 
 
