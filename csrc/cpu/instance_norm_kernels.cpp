@@ -74,17 +74,21 @@ inline void merge_chains(Vectorized<T>& mean, Vectorized<T>& m2, int64_t ca, con
   m2 = m2 + m2_b + delta * delta * Vectorized<T>(T(double(ca) * double(cb) / double(total)));
 }
 
-// Mean and m2 (sum of squared deviations) of n contiguous values, in double.
+// Mean and m2 (sum of squared deviations) of n > 0 contiguous values, in double. The
+// chains run on x - p[0]: near the data, so float32 running means keep their precision
+// for planes far from 0 (x - p[0] is exact there, by Sterbenz's lemma).
 template <class T>
 void run_stats(const T* p, int64_t n, double& mean_out, double& m2_out) {
   using V = Vectorized<T>;
   constexpr int64_t W = V::size();
+  const T origin = p[0];
+  const V vorigin(origin);
   const int64_t steps = n / (2 * W);  // per chain
   V ma(T(0)), qa(T(0)), mb(T(0)), qb(T(0));
   for (int64_t i = 0; i < steps; ++i) {
     const V inv(T(1) / T(i + 1));
-    welford_add(ma, qa, V::loadu(p + 2 * i * W), inv);
-    welford_add(mb, qb, V::loadu(p + 2 * i * W + W), inv);
+    welford_add(ma, qa, V::loadu(p + 2 * i * W) - vorigin, inv);
+    welford_add(mb, qb, V::loadu(p + 2 * i * W + W) - vorigin, inv);
   }
   merge_chains(ma, qa, steps, mb, qb, steps);
   alignas(64) T lm[W], lq[W];
@@ -92,19 +96,20 @@ void run_stats(const T* p, int64_t n, double& mean_out, double& m2_out) {
   qa.store(lq);
   double m = 0, q = 0, count = 0;
   for (int64_t l = 0; l < W; ++l) welford_merge<double>(m, q, count, lm[l], lq[l], double(2 * steps));
-  for (int64_t i = 2 * steps * W; i < n; ++i) welford_merge<double>(m, q, count, p[i], 0.0, 1.0);
-  mean_out = m;
+  for (int64_t i = 2 * steps * W; i < n; ++i) welford_merge<double>(m, q, count, double(p[i] - origin), 0.0, 1.0);
+  mean_out = double(origin) + m;
   m2_out = q;
 }
 
-// y = act(x * scale + shift) [+ residual] over n contiguous values.
+// y = act((x - mean) * scale + bias) [+ residual] over n contiguous values. Centring
+// first keeps planes far from 0 exact: x * scale + shift would cancel two large terms.
 template <int ACT, class T>
-inline void normalize_run(const T* x, const T* residual, T* y, int64_t n, const Vectorized<T>& scale,
-                          const Vectorized<T>& shift, const Vectorized<T>& slope) {
+inline void normalize_run(const T* x, const T* residual, T* y, int64_t n, const Vectorized<T>& mean,
+                          const Vectorized<T>& scale, const Vectorized<T>& bias, const Vectorized<T>& slope) {
   constexpr int64_t W = Vectorized<T>::size();
   for (int64_t i = 0; i < n; i += W) {
     const int64_t cnt = std::min(W, n - i);
-    Vectorized<T> v = activate_vec<ACT>(at::vec::fmadd(load(x + i, cnt), scale, shift), slope);
+    Vectorized<T> v = activate_vec<ACT>(at::vec::fmadd(load(x + i, cnt) - mean, scale, bias), slope);
     if (residual != nullptr) v = v + load(residual + i, cnt);
     store(v, y + i, cnt);
   }
@@ -142,8 +147,8 @@ void forward_contiguous(const InstanceNormForward& a) {
         v = var[c];
       }
       const T scale = (weight != nullptr ? weight[c] : T(1)) * inv_std(v, eps);
-      const T shift = (bias != nullptr ? bias[c] : T(0)) - m * scale;
-      normalize_run<ACT>(xp, residual != nullptr ? residual + p * HW : nullptr, y + p * HW, HW, V(scale),
+      const T shift = bias != nullptr ? bias[c] : T(0);
+      normalize_run<ACT>(xp, residual != nullptr ? residual + p * HW : nullptr, y + p * HW, HW, V(m), V(scale),
                          V(shift), slope);
     }
   });
@@ -173,21 +178,24 @@ void forward_channels_last(const InstanceNormForward& a) {
       const T* xb = x + offset;
       V m, v;
       if (compute) {
-        // even rows feed chain a, odd rows chain b: two independent dependency chains
+        // even rows feed chain a, odd rows chain b: two independent dependency chains,
+        // on x minus row 0 (see run_stats)
+        const V origin = load(xb, cnt);
         V mb(T(0)), qb(T(0));
         m = V(T(0));
         v = V(T(0));
         const int64_t pairs = HW / 2;
         for (int64_t r = 0; r < pairs; ++r) {
           const V inv(T(1) / T(r + 1));
-          welford_add(m, v, load(xb + (2 * r) * C, cnt), inv);
-          welford_add(mb, qb, load(xb + (2 * r + 1) * C, cnt), inv);
+          welford_add(m, v, load(xb + (2 * r) * C, cnt) - origin, inv);
+          welford_add(mb, qb, load(xb + (2 * r + 1) * C, cnt) - origin, inv);
         }
         if (HW % 2 == 1) {
-          const V last = load(xb + (HW - 1) * C, cnt);
+          const V last = load(xb + (HW - 1) * C, cnt) - origin;
           welford_add(m, v, last, V(T(1) / T(pairs + 1)));
         }
         merge_chains(m, v, HW - pairs, mb, qb, pairs);
+        m = m + origin;
         v = v / V(T(HW));
         store(m, mean + n * C + c0, cnt);
         store(v, var + n * C + c0, cnt);
@@ -198,11 +206,10 @@ void forward_channels_last(const InstanceNormForward& a) {
       const V w = weight != nullptr ? load(weight + c0, cnt) : V(T(1));
       const V b = bias != nullptr ? load(bias + c0, cnt) : V(T(0));
       const V scale = w / (v + eps).sqrt();
-      const V shift = b - m * scale;
       const T* rb = residual != nullptr ? residual + offset : nullptr;
       T* yb = y + offset;
       for (int64_t r = 0; r < HW; ++r) {
-        V out = activate_vec<ACT>(at::vec::fmadd(load(xb + r * C, cnt), scale, shift), slope);
+        V out = activate_vec<ACT>(at::vec::fmadd(load(xb + r * C, cnt) - m, scale, b), slope);
         if (rb != nullptr) out = out + load(rb + r * C, cnt);
         store(out, yb + r * C, cnt);
       }
@@ -234,13 +241,13 @@ void backward_contiguous(const InstanceNormBackward& a, double* sum_g, double* s
       const T* gp = grad_y + p * HW;
       const T rstd = inv_std(var[p], eps);
       const T wc = weight != nullptr ? weight[c] : T(1);
-      const V r(rstd), s(-mean[p] * rstd), w(wc), b(bias != nullptr ? bias[c] : T(0));
+      const V r(rstd), m(mean[p]), w(wc), b(bias != nullptr ? bias[c] : T(0));
       double sg = 0, sgx = 0;
       V acc_g(T(0)), acc_gx(T(0));
       int64_t since_flush = 0;
       for (int64_t i = 0; i < HW; i += W) {
         const int64_t cnt = std::min(W, HW - i);
-        const V xh = at::vec::fmadd(load(xp + i, cnt), r, s);
+        const V xh = (load(xp + i, cnt) - m) * r;
         // padded lanes load grad 0, so they add nothing
         const V g = activation_grad_vec<ACT>(load(gp + i, cnt), at::vec::fmadd(xh, w, b), slope);
         acc_g = acc_g + g;
@@ -259,14 +266,16 @@ void backward_contiguous(const InstanceNormBackward& a, double* sum_g, double* s
       sum_gx[p] = sgx;
       const T k1 = wc * rstd;
       const V vk1(k1);
-      const V vk2(input_stats ? static_cast<T>(-double(k1) * sg / double(HW)) : T(0));
-      const V vk3(input_stats ? static_cast<T>(-double(k1) * sgx / double(HW)) : T(0));
+      // grad_x = k1 * (g - mean(g) - xhat * mean(g * xhat)): centring g before scaling
+      // by k1 (large when var << eps) keeps constant planes' gradients at 0
+      const V vk2(input_stats ? static_cast<T>(-sg / double(HW)) : T(0));
+      const V vk3(input_stats ? static_cast<T>(-sgx / double(HW)) : T(0));
       T* gxp = grad_x + p * HW;
       for (int64_t i = 0; i < HW; i += W) {
         const int64_t cnt = std::min(W, HW - i);
-        const V xh = at::vec::fmadd(load(xp + i, cnt), r, s);
+        const V xh = (load(xp + i, cnt) - m) * r;
         const V g = activation_grad_vec<ACT>(load(gp + i, cnt), at::vec::fmadd(xh, w, b), slope);
-        store(at::vec::fmadd(vk1, g, at::vec::fmadd(vk3, xh, vk2)), gxp + i, cnt);
+        store(vk1 * at::vec::fmadd(vk3, xh, g + vk2), gxp + i, cnt);
       }
     }
   });
@@ -298,7 +307,7 @@ void backward_channels_last(const InstanceNormBackward& a, double* sum_g, double
       const T* xb = x + offset;
       const T* gb = grad_y + offset;
       const V r = V(T(1)) / (load(var + n * C + c0, cnt) + eps).sqrt();
-      const V s = V(T(0)) - load(mean + n * C + c0, cnt) * r;
+      const V m = load(mean + n * C + c0, cnt);
       const V w = weight != nullptr ? load(weight + c0, cnt) : V(T(1));
       const V b = bias != nullptr ? load(bias + c0, cnt) : V(T(0));
       std::fill(tot_g, tot_g + W, 0.0);
@@ -307,7 +316,7 @@ void backward_channels_last(const InstanceNormBackward& a, double* sum_g, double
         const int64_t r1 = std::min(HW, r0 + kFlushVectors);
         V acc_g(T(0)), acc_gx(T(0));
         for (int64_t row = r0; row < r1; ++row) {
-          const V xh = at::vec::fmadd(load(xb + row * C, cnt), r, s);
+          const V xh = (load(xb + row * C, cnt) - m) * r;
           const V g = activation_grad_vec<ACT>(load(gb + row * C, cnt), at::vec::fmadd(xh, w, b), slope);
           acc_g = acc_g + g;
           acc_gx = at::vec::fmadd(g, xh, acc_gx);
@@ -321,22 +330,20 @@ void backward_channels_last(const InstanceNormBackward& a, double* sum_g, double
       }
       alignas(64) T k2[W], k3[W];
       const V k1 = w * r;
-      alignas(64) T k1_lanes[W];
-      k1.store(k1_lanes);
       for (int64_t l = 0; l < cnt; ++l) {
         sum_g[n * C + c0 + l] = tot_g[l];
         sum_gx[n * C + c0 + l] = tot_gx[l];
       }
       for (int64_t l = 0; l < W; ++l) {
-        k2[l] = input_stats ? static_cast<T>(-double(k1_lanes[l]) * tot_g[l] / double(HW)) : T(0);
-        k3[l] = input_stats ? static_cast<T>(-double(k1_lanes[l]) * tot_gx[l] / double(HW)) : T(0);
+        k2[l] = input_stats ? static_cast<T>(-tot_g[l] / double(HW)) : T(0);
+        k3[l] = input_stats ? static_cast<T>(-tot_gx[l] / double(HW)) : T(0);
       }
       const V vk2 = V::loadu(k2), vk3 = V::loadu(k3);
       T* gxb = grad_x + offset;
       for (int64_t row = 0; row < HW; ++row) {
-        const V xh = at::vec::fmadd(load(xb + row * C, cnt), r, s);
+        const V xh = (load(xb + row * C, cnt) - m) * r;
         const V g = activation_grad_vec<ACT>(load(gb + row * C, cnt), at::vec::fmadd(xh, w, b), slope);
-        store(at::vec::fmadd(k1, g, at::vec::fmadd(vk3, xh, vk2)), gxb + row * C, cnt);
+        store(k1 * at::vec::fmadd(vk3, xh, g + vk2), gxb + row * C, cnt);
       }
     }
   });

@@ -2,7 +2,7 @@
 // Scalar math of the instance-norm family, shared by the CPU kernels (where T may also be
 // at::vec::Vectorized<float|double>: the Welford step uses arithmetic only) and the CUDA ones.
 //
-// Forward:  y = act(x * scale + shift) + residual, scale = w * rstd, shift = b - mean * scale.
+// Forward:  y = act((x - mean) * scale + b) + residual, scale = w * rstd.
 // Backward: with xhat = (x - mean) * rstd and g = dy * act'(xhat * w + b),
 //   grad_x = w * rstd * (g - sum(g) / HW - xhat * sum(g * xhat) / HW)   (statistics of the input)
 //   grad_x = w * rstd * g                                               (given running statistics)
