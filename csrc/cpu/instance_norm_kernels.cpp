@@ -3,9 +3,8 @@
 //
 // Contiguous (N, C, HW): one task per (n, c) plane; its statistics pass (Welford, two
 // independent chains over vectors) and its write pass run back to back, so the second
-// read of the plane comes from cache. Channels-last (N, HW, C): one task per (n, block of
-// one vector of channels); lanes are channels, so each lane is its own Welford chain and
-// the rows are walked twice (statistics, then output), again while they are in cache.
+// read of the plane comes from cache. Channels-last (N, HW, C): lanes are channels, each
+// its own Welford chain, over chunks of whole rows (see plan_channels_last).
 #include <algorithm>
 #include <cstdint>
 #include <vector>
@@ -154,6 +153,42 @@ void forward_contiguous(const InstanceNormForward& a) {
   });
 }
 
+// Channels-last plan: each n's (HW, C) slab is cut into chunks of whole rows (about
+// kChunkElements values, so a chunk's partial statistics and rows stay in L1/L2); a
+// group of n's slabs (about kGroupBytes, so it is still in the last-level cache when it
+// is read the second time) runs statistics over all its chunks in parallel, merges them,
+// then writes the output chunk by chunk in parallel. Rows are read whole and in order,
+// where walking a column of channels would stride by C and thrash the TLB and cache sets.
+constexpr int64_t kChunkElements = 16384;
+constexpr int64_t kGroupBytes = int64_t{16} << 20;
+
+struct ChannelsLastPlan {
+  int64_t rows, chunks, group;
+};
+
+ChannelsLastPlan plan_channels_last(int64_t N, int64_t C, int64_t HW, int64_t elem_size) {
+  ChannelsLastPlan p{};
+  p.rows = std::min<int64_t>(std::max<int64_t>(kChunkElements / std::max<int64_t>(C, 1), 1), HW);
+  p.chunks = (HW + p.rows - 1) / p.rows;
+  p.group = std::min<int64_t>(std::max<int64_t>(kGroupBytes / std::max<int64_t>(HW * C * elem_size, 1), 1), N);
+  return p;
+}
+
+// Runs run_group(n0, gn) over the batch. With at least two samples per thread, one
+// task per sample (the parallel_for calls inside run inline): one barrier in all, where
+// a loaded machine makes every barrier cost a time slice. Otherwise groups of samples
+// one after the other, each spread over all threads.
+template <class F>
+void run_by_samples(int64_t N, int64_t group, const F& run_group) {
+  if (N >= 2 * at::get_num_threads()) {
+    at::parallel_for(int64_t{0}, N, 1, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) run_group(n, 1);
+    });
+  } else {
+    for (int64_t n0 = 0; n0 < N; n0 += group) run_group(n0, std::min(group, N - n0));
+  }
+}
+
 template <int ACT, class T>
 void forward_channels_last(const InstanceNormForward& a) {
   using V = Vectorized<T>;
@@ -169,52 +204,88 @@ void forward_channels_last(const InstanceNormForward& a) {
   const bool compute = a.compute_stats;
   const V eps(static_cast<T>(a.eps));
   const V slope(static_cast<T>(a.negative_slope));
-  const int64_t blocks = (C + W - 1) / W;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(HW * W, 1));
-  at::parallel_for(int64_t{0}, N * blocks, grain, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / blocks, c0 = (t % blocks) * W, cnt = std::min(W, C - c0);
-      const int64_t offset = n * HW * C + c0;
-      const T* xb = x + offset;
-      V m, v;
-      if (compute) {
-        // even rows feed chain a, odd rows chain b: two independent dependency chains,
-        // on x minus row 0 (see run_stats)
-        const V origin = load(xb, cnt);
-        V mb(T(0)), qb(T(0));
-        m = V(T(0));
-        v = V(T(0));
-        const int64_t pairs = HW / 2;
-        for (int64_t r = 0; r < pairs; ++r) {
-          const V inv(T(1) / T(r + 1));
-          welford_add(m, v, load(xb + (2 * r) * C, cnt) - origin, inv);
-          welford_add(mb, qb, load(xb + (2 * r + 1) * C, cnt) - origin, inv);
+  const ChannelsLastPlan plan = plan_channels_last(N, C, HW, sizeof(T));
+  const int64_t rows = plan.rows, chunks = plan.chunks;
+  // per task: partial (mean, m2) of its chunk; per n of the group: mean and scale
+  std::vector<T> bias_of(C);
+  for (int64_t c = 0; c < C; ++c) bias_of[c] = bias != nullptr ? bias[c] : T(0);
+  auto run_group = [&](int64_t n0, int64_t gn) {
+    std::vector<T> partial(compute ? gn * chunks * 2 * C : 0), shift_of(gn * C), scale_of(gn * C);
+    if (compute) {
+      at::parallel_for(int64_t{0}, gn * chunks, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t k = t % chunks;
+          const T* slab = x + (n0 + t / chunks) * HW * C;  // its row 0 is the Welford origin
+          const int64_t r0 = k * rows, r1 = std::min(HW, r0 + rows);
+          T* const pm = partial.data() + t * 2 * C;
+          T* const pq = pm + C;
+          std::fill(pm, pm + 2 * C, T(0));
+          for (int64_t r = r0; r < r1; ++r) {
+            const V inv(T(1) / T(r - r0 + 1));
+            const T* row = slab + r * C;
+            for (int64_t c = 0; c < C; c += W) {
+              const int64_t cnt = std::min(W, C - c);
+              V m = load(pm + c, cnt), q = load(pq + c, cnt);
+              welford_add(m, q, load(row + c, cnt) - load(slab + c, cnt), inv);
+              store(m, pm + c, cnt);
+              store(q, pq + c, cnt);
+            }
+          }
         }
-        if (HW % 2 == 1) {
-          const V last = load(xb + (HW - 1) * C, cnt) - origin;
-          welford_add(m, v, last, V(T(1) / T(pairs + 1)));
+      });
+      for (int64_t nl = 0; nl < gn; ++nl) {
+        const T* slab = x + (n0 + nl) * HW * C;
+        for (int64_t c = 0; c < C; c += W) {
+          const int64_t cnt = std::min(W, C - c);
+          const T* p0 = partial.data() + nl * chunks * 2 * C;
+          V m = load(p0 + c, cnt), q = load(p0 + C + c, cnt);
+          int64_t count = std::min(rows, HW);
+          for (int64_t k = 1; k < chunks; ++k) {
+            const T* pk = p0 + k * 2 * C;
+            const int64_t ck = std::min(HW, (k + 1) * rows) - k * rows;
+            merge_chains(m, q, count, load(pk + c, cnt), load(pk + C + c, cnt), ck);
+            count += ck;
+          }
+          m = m + load(slab + c, cnt);
+          store(m, mean + (n0 + nl) * C + c, cnt);
+          store(q / V(T(HW)), var + (n0 + nl) * C + c, cnt);
         }
-        merge_chains(m, v, HW - pairs, mb, qb, pairs);
-        m = m + origin;
-        v = v / V(T(HW));
-        store(m, mean + n * C + c0, cnt);
-        store(v, var + n * C + c0, cnt);
-      } else {
-        m = load(mean + c0, cnt);
-        v = load(var + c0, cnt);
-      }
-      const V w = weight != nullptr ? load(weight + c0, cnt) : V(T(1));
-      const V b = bias != nullptr ? load(bias + c0, cnt) : V(T(0));
-      const V scale = w / (v + eps).sqrt();
-      const T* rb = residual != nullptr ? residual + offset : nullptr;
-      T* yb = y + offset;
-      for (int64_t r = 0; r < HW; ++r) {
-        V out = activate_vec<ACT>(at::vec::fmadd(load(xb + r * C, cnt) - m, scale, b), slope);
-        if (rb != nullptr) out = out + load(rb + r * C, cnt);
-        store(out, yb + r * C, cnt);
       }
     }
-  });
+    for (int64_t nl = 0; nl < gn; ++nl) {
+      const T* m = compute ? mean + (n0 + nl) * C : mean;
+      const T* v = compute ? var + (n0 + nl) * C : var;
+      for (int64_t c = 0; c < C; c += W) {
+        const int64_t cnt = std::min(W, C - c);
+        const V w = weight != nullptr ? load(weight + c, cnt) : V(T(1));
+        store(load(m + c, cnt), shift_of.data() + nl * C + c, cnt);
+        store(w / (load(v + c, cnt) + eps).sqrt(), scale_of.data() + nl * C + c, cnt);
+      }
+    }
+    at::parallel_for(int64_t{0}, gn * chunks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t nl = t / chunks, k = t % chunks;
+        const int64_t r0 = k * rows, r1 = std::min(HW, r0 + rows);
+        const T* const ms = shift_of.data() + nl * C;
+        const T* const ss = scale_of.data() + nl * C;
+        const T* const bs = bias_of.data();
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t offset = ((n0 + nl) * HW + r) * C;
+          const T* row = x + offset;
+          const T* res = residual != nullptr ? residual + offset : nullptr;
+          T* out = y + offset;
+          for (int64_t c = 0; c < C; c += W) {
+            const int64_t cnt = std::min(W, C - c);
+            V o = activate_vec<ACT>(
+                at::vec::fmadd(load(row + c, cnt) - load(ms + c, cnt), load(ss + c, cnt), load(bs + c, cnt)), slope);
+            if (res != nullptr) o = o + load(res + c, cnt);
+            store(o, out + c, cnt);
+          }
+        }
+      }
+    });
+  };
+  run_by_samples(N, plan.group, run_group);
 }
 
 // Backward. Per plane (or channel lane): sums of g and g * xhat, then grad_x.
@@ -296,57 +367,88 @@ void backward_channels_last(const InstanceNormBackward& a, double* sum_g, double
   const bool input_stats = a.input_stats;
   const V eps(static_cast<T>(a.eps));
   const V slope(static_cast<T>(a.negative_slope));
-  const int64_t blocks = (C + W - 1) / W;
-  const int64_t grain = std::max<int64_t>(1, kGrainElements / std::max<int64_t>(HW * W, 1));
-  at::parallel_for(int64_t{0}, N * blocks, grain, [&](int64_t t0, int64_t t1) {
-    alignas(64) T lanes_g[W], lanes_gx[W];
-    alignas(64) double tot_g[W], tot_gx[W];
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / blocks, c0 = (t % blocks) * W, cnt = std::min(W, C - c0);
-      const int64_t offset = n * HW * C + c0;
-      const T* xb = x + offset;
-      const T* gb = grad_y + offset;
-      const V r = V(T(1)) / (load(var + n * C + c0, cnt) + eps).sqrt();
-      const V m = load(mean + n * C + c0, cnt);
-      const V w = weight != nullptr ? load(weight + c0, cnt) : V(T(1));
-      const V b = bias != nullptr ? load(bias + c0, cnt) : V(T(0));
-      std::fill(tot_g, tot_g + W, 0.0);
-      std::fill(tot_gx, tot_gx + W, 0.0);
-      for (int64_t r0 = 0; r0 < HW; r0 += kFlushVectors) {
-        const int64_t r1 = std::min(HW, r0 + kFlushVectors);
-        V acc_g(T(0)), acc_gx(T(0));
-        for (int64_t row = r0; row < r1; ++row) {
-          const V xh = (load(xb + row * C, cnt) - m) * r;
-          const V g = activation_grad_vec<ACT>(load(gb + row * C, cnt), at::vec::fmadd(xh, w, b), slope);
-          acc_g = acc_g + g;
-          acc_gx = at::vec::fmadd(g, xh, acc_gx);
-        }
-        acc_g.store(lanes_g);
-        acc_gx.store(lanes_gx);
-        for (int64_t l = 0; l < W; ++l) {
-          tot_g[l] += lanes_g[l];
-          tot_gx[l] += lanes_gx[l];
-        }
-      }
-      alignas(64) T k2[W], k3[W];
-      const V k1 = w * r;
-      for (int64_t l = 0; l < cnt; ++l) {
-        sum_g[n * C + c0 + l] = tot_g[l];
-        sum_gx[n * C + c0 + l] = tot_gx[l];
-      }
-      for (int64_t l = 0; l < W; ++l) {
-        k2[l] = input_stats ? static_cast<T>(-tot_g[l] / double(HW)) : T(0);
-        k3[l] = input_stats ? static_cast<T>(-tot_gx[l] / double(HW)) : T(0);
-      }
-      const V vk2 = V::loadu(k2), vk3 = V::loadu(k3);
-      T* gxb = grad_x + offset;
-      for (int64_t row = 0; row < HW; ++row) {
-        const V xh = (load(xb + row * C, cnt) - m) * r;
-        const V g = activation_grad_vec<ACT>(load(gb + row * C, cnt), at::vec::fmadd(xh, w, b), slope);
-        store(k1 * at::vec::fmadd(vk3, xh, g + vk2), gxb + row * C, cnt);
+  const ChannelsLastPlan plan = plan_channels_last(N, C, HW, sizeof(T));
+  const int64_t rows = plan.rows, chunks = plan.chunks;
+  std::vector<T> w_of(C), b_of(C);
+  for (int64_t c = 0; c < C; ++c) {
+    w_of[c] = weight != nullptr ? weight[c] : T(1);
+    b_of[c] = bias != nullptr ? bias[c] : T(0);
+  }
+  auto run_group = [&](int64_t n0, int64_t gn) {
+    std::vector<T> partial(gn * chunks * 2 * C);
+    // per n of the group: mean, rstd, w * rstd, -mean(g), -mean(g * xhat)
+    std::vector<T> m_of(gn * C), r_of(gn * C), k1_of(gn * C), k2_of(gn * C), k3_of(gn * C);
+    for (int64_t nl = 0; nl < gn; ++nl) {
+      for (int64_t c = 0; c < C; c += W) {
+        const int64_t cnt = std::min(W, C - c);
+        const V r = V(T(1)) / (load(var + (n0 + nl) * C + c, cnt) + eps).sqrt();
+        store(load(mean + (n0 + nl) * C + c, cnt), m_of.data() + nl * C + c, cnt);
+        store(r, r_of.data() + nl * C + c, cnt);
+        store(r * load(w_of.data() + c, cnt), k1_of.data() + nl * C + c, cnt);
       }
     }
-  });
+    at::parallel_for(int64_t{0}, gn * chunks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t nl = t / chunks, k = t % chunks;
+        const int64_t r0 = k * rows, r1 = std::min(HW, r0 + rows);
+        const T* const ms = m_of.data() + nl * C;
+        const T* const rs = r_of.data() + nl * C;
+        T* const pg = partial.data() + t * 2 * C;
+        T* const pgx = pg + C;
+        std::fill(pg, pg + 2 * C, T(0));
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t offset = ((n0 + nl) * HW + r) * C;
+          for (int64_t c = 0; c < C; c += W) {
+            const int64_t cnt = std::min(W, C - c);
+            const V xh = (load(x + offset + c, cnt) - load(ms + c, cnt)) * load(rs + c, cnt);
+            const V pre = at::vec::fmadd(xh, load(w_of.data() + c, cnt), load(b_of.data() + c, cnt));
+            const V g = activation_grad_vec<ACT>(load(grad_y + offset + c, cnt), pre, slope);
+            store(load(pg + c, cnt) + g, pg + c, cnt);
+            store(at::vec::fmadd(g, xh, load(pgx + c, cnt)), pgx + c, cnt);
+          }
+        }
+      }
+    });
+    for (int64_t nl = 0; nl < gn; ++nl) {
+      const int64_t n = n0 + nl;
+      for (int64_t c = 0; c < C; ++c) {
+        double sg = 0, sgx = 0;
+        for (int64_t k = 0; k < chunks; ++k) {
+          const T* pk = partial.data() + (nl * chunks + k) * 2 * C;
+          sg += pk[c];
+          sgx += pk[C + c];
+        }
+        sum_g[n * C + c] = sg;
+        sum_gx[n * C + c] = sgx;
+        // grad_x = k1 * (g - mean(g) - xhat * mean(g * xhat)), see backward_contiguous
+        k2_of[nl * C + c] = input_stats ? static_cast<T>(-sg / double(HW)) : T(0);
+        k3_of[nl * C + c] = input_stats ? static_cast<T>(-sgx / double(HW)) : T(0);
+      }
+    }
+    at::parallel_for(int64_t{0}, gn * chunks, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t nl = t / chunks, k = t % chunks;
+        const int64_t r0 = k * rows, r1 = std::min(HW, r0 + rows);
+        const T* const ms = m_of.data() + nl * C;
+        const T* const rs = r_of.data() + nl * C;
+        const T* const k1s = k1_of.data() + nl * C;
+        const T* const k2s = k2_of.data() + nl * C;
+        const T* const k3s = k3_of.data() + nl * C;
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t offset = ((n0 + nl) * HW + r) * C;
+          for (int64_t c = 0; c < C; c += W) {
+            const int64_t cnt = std::min(W, C - c);
+            const V xh = (load(x + offset + c, cnt) - load(ms + c, cnt)) * load(rs + c, cnt);
+            const V pre = at::vec::fmadd(xh, load(w_of.data() + c, cnt), load(b_of.data() + c, cnt));
+            const V g = activation_grad_vec<ACT>(load(grad_y + offset + c, cnt), pre, slope);
+            store(load(k1s + c, cnt) * at::vec::fmadd(load(k3s + c, cnt), xh, g + load(k2s + c, cnt)),
+                  grad_x + offset + c, cnt);
+          }
+        }
+      }
+    });
+  };
+  run_by_samples(N, plan.group, run_group);
 }
 
 template <class T>
