@@ -219,11 +219,16 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     _check_instance_norm(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, activation,
                          negative_slope, residual)
     name = _backend.resolve("instance_norm", x.device)
-    if name != "cpp":
-        # only the CPU kernels exist so far; every other backend runs the reference
+    if name not in ("cpp", "triton"):
+        # no CUDA C++ kernels yet: the cuda backend runs the reference too
         return _ref_norm.instance_norm(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps,
                                        activation, negative_slope, residual)
-    op = torch.ops.gentk.instance_norm
+    if name == "triton":
+        import gentk.ops.triton.instance_norm  # noqa: F401  (registers gentk::instance_norm*_triton)
+
+        op = torch.ops.gentk.instance_norm_triton
+    else:
+        op = torch.ops.gentk.instance_norm
     code = _norm_registration.ACTIVATION_CODES[activation]
     if not use_input_stats:
         y, _, _ = op(x, weight, bias, running_mean, running_var, float(eps), code, float(negative_slope), residual)
