@@ -219,8 +219,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     _check_instance_norm(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, activation,
                          negative_slope, residual)
     name = _backend.resolve("instance_norm", x.device)
-    if name not in ("cpp", "triton"):
-        # no CUDA C++ kernels yet: the cuda backend runs the reference too
+    if name == "torch":
         return _ref_norm.instance_norm(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps,
                                        activation, negative_slope, residual)
     if name == "triton":
