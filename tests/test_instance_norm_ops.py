@@ -154,3 +154,26 @@ def test_every_cpu_isa_build_agrees(tmp_path):
     # and the two layouts agree with each other
     for a, b in zip(base["nchw"], base["nhwc"]):
         torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)
+
+
+FALLBACK_SCRIPT = textwrap.dedent("""
+    import sys, warnings
+    sys.modules["gentk._C"] = None  # as if the extension had not been built
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torch, gentk
+    import torch.nn.functional as F
+    x = torch.randn(2, 3, 5, 6, requires_grad=True)
+    y = gentk.instance_norm(x, activation="relu")
+    assert torch.equal(y, F.relu(F.instance_norm(x)))
+    model = gentk.patch(torch.nn.Sequential(torch.nn.InstanceNorm2d(3), torch.nn.ReLU()))
+    assert torch.equal(model(x), y)
+    model(x).sum().backward()
+    print("fallback ok")
+""")
+
+
+def test_missing_extension_falls_back_to_reference():
+    out = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "fallback ok" in out.stdout
