@@ -17,7 +17,7 @@ MAX_JOBS=${MAX_JOBS:-16} python -m pip install --no-build-isolation -e . > "$OUT
 echo "build: $(( $(date +%s) - start )) s"
 python -c "import gentk, gentk._extension as e; assert e.has_cuda_kernels(), 'built without CUDA kernels'; print('CUDA kernels loaded')" || exit 1
 
-timeout 240 python -m pytest tests/test_cuda_ops.py tests/test_triton_gaussian_kernels.py tests/test_gaussian_ops.py tests/test_cuda_gumbel_ops.py tests/test_triton_gumbel_kernels.py tests/test_gumbel_ops.py -q -x \
+timeout 240 python -m pytest tests/test_cuda_ops.py tests/test_triton_gaussian_kernels.py tests/test_gaussian_ops.py tests/test_cuda_gumbel_ops.py tests/test_triton_gumbel_kernels.py tests/test_gumbel_ops.py tests/test_cuda_instance_norm.py -q -x \
   2>&1 | tee "$OUT/tests.txt" | tail -5
 timeout 300 python -m benchmarks --device cuda --out "$OUT/gpu.json" 2>&1 | tee "$OUT/bench.txt" | tail -40
 python - "$OUT" <<'PY'

@@ -5,9 +5,11 @@ from gentk.functional import (
     categorical_kl_uniform,
     gaussian_kl,
     gumbel_softmax,
+    instance_norm,
     reparameterize,
     reparameterize_kl,
 )
+from gentk.nn.instance_norm import patch, unpatch
 from gentk.profile import profile_step
 
 __version__ = "0.1.0"
@@ -18,10 +20,13 @@ __all__ = [
     "gaussian_kl",
     "get_backend",
     "gumbel_softmax",
+    "instance_norm",
+    "patch",
     "profile_step",
     "reparameterize",
     "reparameterize_kl",
     "set_backend",
+    "unpatch",
     "use_backend",
 ]
 

@@ -34,6 +34,10 @@ def _load():
 
     gumbel.register_fakes()
     gumbel.register_autograd()
+    from gentk.ops.registration import instance_norm
+
+    instance_norm.register_fakes()
+    instance_norm.register_autograd()
     _loaded = True
 
 

@@ -5,8 +5,7 @@
 - ``GENTK_BACKEND=torch`` in the environment sets the starting value.
 
 ``auto`` picks per device: CPU -> cpp (the reference when the extension is missing),
-CUDA -> whichever of cuda / triton the GPU benchmarks measured faster for the op
-(``AUTO_CUDA`` below; see BENCHMARKS.md).
+CUDA -> the entry of ``AUTO_CUDA`` below for the op family.
 """
 import contextlib
 import os
@@ -17,11 +16,15 @@ from gentk import _extension
 
 BACKENDS = ("auto", "cpp", "cuda", "triton", "torch")
 
-# Measured per op family on an H100 (benchmarks/gpu.py). Until a GPU run says otherwise,
-# the CUDA kernels are the default where they were built.
+# The CUDA-tensor choice of ``auto`` per op family, to be filled from the GPU benchmarks
+# (benchmarks/gpu.sh). No gentk CUDA or Triton kernel has run on a GPU yet (they are
+# compiled with nvcc in the tests, and the Triton ones run under the interpreter), so
+# until a GPU run has passed tests/test_cuda_*.py, ``auto`` keeps the reference on CUDA
+# tensors; ``cuda`` and ``triton`` can be asked for by name.
 AUTO_CUDA = {
-    "gaussian": "cuda",
-    "gumbel": "cuda",
+    "gaussian": "torch",
+    "gumbel": "torch",
+    "instance_norm": "torch",
 }
 
 
@@ -67,7 +70,7 @@ def resolve(family, device):
     name = _current
     if name == "auto":
         if device.type == "cuda":
-            choice = AUTO_CUDA.get(family, "cuda")
+            choice = AUTO_CUDA.get(family, "torch")
             if choice == "cuda" and not _extension.has_cuda_kernels():
                 choice = "triton"
             return choice

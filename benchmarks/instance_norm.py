@@ -1,0 +1,144 @@
+"""Benchmark cases of the instance-norm family: instance norm + ReLU (the CycleGAN /
+pix2pix layer) in contiguous and channels_last memory formats, against F.instance_norm
+followed by F.relu (eager and torch.compile)."""
+import torch
+
+import gentk
+from benchmarks.harness import Case
+from gentk.ops.reference import instance_norm as ref
+
+SHAPES = [(8, 256, 64, 64), (1, 64, 256, 256)]
+FORMATS = {"NCHW": torch.contiguous_format, "NHWC": torch.channels_last}
+
+
+def _inputs(shape, fmt):
+    def make(device, dtype):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(shape, generator=g, dtype=dtype).to(device).contiguous(memory_format=fmt)
+        return {"x": x.requires_grad_()}
+
+    return make
+
+
+def _bytes(inputs, mode):
+    # fwd: read x, write y; bwd: read x, grad_y, write grad_x (the statistics are negligible)
+    elems = inputs["x"].numel() * inputs["x"].element_size()
+    return {"forward": 2 * elems, "backward": 3 * elems, "forward+backward": 5 * elems}[mode]
+
+
+def cases(dtype=torch.float32):
+    out = []
+    for shape in SHAPES:
+        for fmt_name, fmt in FORMATS.items():
+            out.append(Case(
+                "instance_norm", "instance_norm_relu", "x".join(map(str, shape)) + " " + fmt_name,
+                _inputs(shape, fmt),
+                reference=lambda x: ref.instance_norm(x, activation="relu"),
+                gentk=lambda x: gentk.instance_norm(x, activation="relu"),
+                dtype=dtype,
+                bytes_moved=_bytes,
+            ))
+    return out
+
+
+# ---- end to end: a ResNet-9 CycleGAN generator training step, patched vs plain ---------
+
+class _ResnetBlock(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        nn = torch.nn
+        self.conv_block = nn.Sequential(
+            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim),
+        )
+
+    def forward(self, x):
+        return x + self.conv_block(x)
+
+
+def resnet9_generator(ngf=64):
+    """CycleGAN's ResNet-9 generator as written in plain PyTorch (instance norm, no affine)."""
+    nn = torch.nn
+    layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
+    for i in range(2):
+        m = 2 ** i
+        layers += [nn.Conv2d(ngf * m, ngf * m * 2, 3, stride=2, padding=1), nn.InstanceNorm2d(ngf * m * 2),
+                   nn.ReLU(True)]
+    layers += [_ResnetBlock(ngf * 4) for _ in range(9)]
+    for i in range(2):
+        m = 2 ** (2 - i)
+        layers += [nn.ConvTranspose2d(ngf * m, ngf * m // 2, 3, stride=2, padding=1, output_padding=1),
+                   nn.InstanceNorm2d(ngf * m // 2), nn.ReLU(True)]
+    layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+# Top-level profiler events of normalization and activation, counted with everything they
+# call (F.instance_norm's reshapes and copies, batch_norm, the backward nodes' kernels).
+# F.instance_norm returns a view, so the generator's in-place ReLU(True) after it records
+# CopySlices and AsStridedBackward0 nodes: their backward time belongs to norm + ReLU too.
+NORM_ACT_FORWARD = ("aten::instance_norm", "aten::relu", "aten::relu_", "aten::leaky_relu", "aten::leaky_relu_")
+NORM_ACT_BACKWARD = ("BatchNorm", "Relu", "Threshold", "LeakyRelu", "CopySlices", "AsStridedBackward")
+BACKWARD_NODE = "autograd::engine::evaluate_function: "
+
+
+def _is_norm_act(key):
+    if key in NORM_ACT_FORWARD:
+        return True
+    return key.startswith(BACKWARD_NODE) and any(k in key[len(BACKWARD_NODE):] for k in NORM_ACT_BACKWARD)
+
+
+def _train_step(model, x):
+    model.zero_grad(set_to_none=True)
+    model(x).square().mean().backward()
+
+
+def _timed_step(model, x):
+    import time
+    t0 = time.perf_counter()
+    _train_step(model, x)
+    return time.perf_counter() - t0
+
+
+def end_to_end(size=128, batch=1, ngf=64, repeats=5, fmt=torch.contiguous_format):
+    """Training-step time of the generator with and without gentk.patch, and the profiler's
+    share of the plain step spent in normalization + activation (forward and backward):
+    the most any norm kernel could save."""
+    torch.manual_seed(0)
+    plain = resnet9_generator(ngf).to(memory_format=fmt)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        _train_step(plain, x)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    norm_act = sum(e.cpu_time_total for e in prof.key_averages() if _is_norm_act(e.key))
+    share = norm_act / total
+    patched = gentk.patch(resnet9_generator(ngf).to(memory_format=fmt))
+    plain_times, patched_times = [], []
+    with gentk.use_backend("cpp"):
+        _train_step(plain, x)
+        _train_step(patched, x)
+        for _ in range(repeats):  # interleaved, and the fastest of each: the machine's load drifts
+            plain_times.append(_timed_step(plain, x))
+            patched_times.append(_timed_step(patched, x))
+    t_plain, t_patched = min(plain_times), min(patched_times)
+    saved = (t_plain - t_patched) / t_plain
+    return {"plain_s": t_plain, "patched_s": t_patched, "speedup": t_plain / t_patched,
+            "norm_act_share": share, "fraction_of_bound": saved / share if share > 0 else None}
+
+
+if __name__ == "__main__":
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.instance_norm",
+                                description="ResNet-9 CycleGAN generator training step: gentk.patch vs plain")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--ngf", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    for name, fmt in FORMATS.items():
+        r = end_to_end(args.size, args.batch, args.ngf, args.repeats, fmt)
+        print(f"{name}: plain {r['plain_s'] * 1e3:.1f} ms, patched {r['patched_s'] * 1e3:.1f} ms, "
+              f"speedup {r['speedup']:.2f}x; norm+activation share of the plain step "
+              f"{100 * r['norm_act_share']:.1f}% (bound {1 / (1 - r['norm_act_share']):.2f}x); "
+              f"reached {100 * r['fraction_of_bound']:.0f}% of the bound")

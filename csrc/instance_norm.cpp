@@ -1,0 +1,168 @@
+// Schemas of the instance-norm family and their CPU implementations.
+// The CUDA implementations of the same schemas would live in csrc/cuda/instance_norm.cu.
+//
+// instance_norm returns (y, mean, var): mean and the biased variance per (n, c) plane, in
+// the math dtype (float32, or float64 for float64 input). Returning var rather than rstd
+// lets the Python side update running_var without undoing 1 / sqrt(var + eps), which
+// loses the variance when it is small next to eps. Given running_mean / running_var
+// (eval mode), they normalize every plane and come back expanded to (N, C).
+#include <limits>
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include "cpu/instance_norm.h"
+#include "instance_norm_checks.h"
+
+namespace gentk {
+namespace {
+
+const cpu::InstanceNormKernels& kernels() {
+  using namespace cpu;
+  static const InstanceNormKernels& table = GENTK_PICK_ISA_TABLE(instance_norm_kernels);
+  return table;
+}
+
+at::ScalarType math_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+// float16 / bfloat16 run in float32; the layout the kernel reads is `format`.
+at::Tensor prepared(const at::Tensor& t, at::ScalarType math, at::MemoryFormat format) {
+  const at::Tensor widened = t.scalar_type() == math ? t : t.to(math);
+  return widened.contiguous(format);
+}
+
+at::Tensor prepared_vector(const std::optional<at::Tensor>& t, at::ScalarType math) {
+  if (!t.has_value()) return at::Tensor();
+  return prepared(*t, math, at::MemoryFormat::Contiguous);
+}
+
+const void* ptr_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+
+int64_t plane_size(const at::Tensor& x) {
+  int64_t hw = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) hw *= x.size(d);
+  return hw;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
+    const at::Tensor& x_in, const std::optional<at::Tensor>& weight_in, const std::optional<at::Tensor>& bias_in,
+    const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, double eps,
+    int64_t activation, double negative_slope, const std::optional<at::Tensor>& residual_in) {
+  check_instance_norm_inputs("instance_norm", x_in, weight_in, bias_in, running_mean, running_var, residual_in,
+                             activation, c10::DeviceType::CPU);
+  const int64_t N = x_in.size(0), C = x_in.size(1), HW = plane_size(x_in);
+  const at::ScalarType math = math_type(x_in.scalar_type());
+  const bool channels_last = instance_norm_channels_last(x_in);
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const at::Tensor x = prepared(x_in, math, format);
+  const at::Tensor weight = prepared_vector(weight_in, math);
+  const at::Tensor bias = prepared_vector(bias_in, math);
+  const at::Tensor residual = residual_in.has_value() ? prepared(*residual_in, math, format) : at::Tensor();
+  const bool compute_stats = !running_mean.has_value();
+  at::Tensor y = at::empty_like(x);
+  at::Tensor mean, var;
+  if (compute_stats) {
+    mean = at::empty({N, C}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    var = at::empty_like(mean);
+  } else {
+    mean = prepared_vector(running_mean, math);
+    var = prepared_vector(running_var, math);
+  }
+  if (x.numel() > 0) {
+    cpu::InstanceNormForward a{};
+    a.dtype = math;
+    a.N = N;
+    a.C = C;
+    a.HW = HW;
+    a.channels_last = channels_last;
+    a.x = x.data_ptr();
+    a.weight = ptr_or_null(weight);
+    a.bias = ptr_or_null(bias);
+    a.residual = ptr_or_null(residual);
+    a.compute_stats = compute_stats;
+    a.mean = mean.data_ptr();
+    a.var = var.data_ptr();
+    a.eps = eps;
+    a.activation = static_cast<int>(activation);
+    a.negative_slope = negative_slope;
+    a.y = y.data_ptr();
+    kernels().forward(a);
+  } else if (compute_stats) {
+    mean.fill_(std::numeric_limits<double>::quiet_NaN());
+    var.fill_(std::numeric_limits<double>::quiet_NaN());
+  }
+  if (!compute_stats) {
+    mean = mean.unsqueeze(0).expand({N, C}).contiguous();
+    var = var.unsqueeze(0).expand({N, C}).contiguous();
+  }
+  if (y.scalar_type() != x_in.scalar_type()) y = y.to(x_in.scalar_type());
+  return {y, mean, var};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
+    const at::Tensor& grad_y_in, const at::Tensor& x_in, const std::optional<at::Tensor>& weight_in,
+    const std::optional<at::Tensor>& bias_in, const at::Tensor& mean_in, const at::Tensor& var_in, double eps,
+    bool input_stats, int64_t activation, double negative_slope) {
+  check_instance_norm_inputs("instance_norm_backward", x_in, weight_in, bias_in, std::nullopt, std::nullopt,
+                             grad_y_in, activation, c10::DeviceType::CPU);
+  const int64_t N = x_in.size(0), C = x_in.size(1), HW = plane_size(x_in);
+  check_instance_norm_stats("instance_norm_backward", mean_in, var_in, N, C);
+  const at::ScalarType math = math_type(x_in.scalar_type());
+  const bool channels_last = instance_norm_channels_last(x_in);
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  const at::Tensor x = prepared(x_in, math, format);
+  const at::Tensor grad_y = prepared(grad_y_in, math, format);
+  const at::Tensor weight = prepared_vector(weight_in, math);
+  const at::Tensor bias = prepared_vector(bias_in, math);
+  const at::Tensor mean = prepared(mean_in, math, at::MemoryFormat::Contiguous);
+  const at::Tensor var = prepared(var_in, math, at::MemoryFormat::Contiguous);
+  at::Tensor grad_x = at::empty_like(x);
+  at::Tensor grad_weight = at::zeros({C}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor grad_bias = at::zeros_like(grad_weight);
+  if (x.numel() > 0) {
+    cpu::InstanceNormBackward a{};
+    a.dtype = math;
+    a.N = N;
+    a.C = C;
+    a.HW = HW;
+    a.channels_last = channels_last;
+    a.grad_y = grad_y.data_ptr();
+    a.x = x.data_ptr();
+    a.weight = ptr_or_null(weight);
+    a.bias = ptr_or_null(bias);
+    a.mean = mean.data_ptr();
+    a.var = var.data_ptr();
+    a.eps = eps;
+    a.input_stats = input_stats;
+    a.activation = static_cast<int>(activation);
+    a.negative_slope = negative_slope;
+    a.grad_x = grad_x.data_ptr();
+    a.grad_weight = grad_weight.data_ptr();
+    a.grad_bias = grad_bias.data_ptr();
+    kernels().backward(a);
+  }
+  const at::ScalarType param_type = weight_in.has_value() ? weight_in->scalar_type() : x_in.scalar_type();
+  if (grad_x.scalar_type() != x_in.scalar_type()) grad_x = grad_x.to(x_in.scalar_type());
+  return {grad_x, grad_weight.to(param_type), grad_bias.to(param_type)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(gentk, m) {
+  m.def("instance_norm(Tensor x, Tensor? weight, Tensor? bias, Tensor? running_mean, Tensor? running_var,"
+        " float eps, int activation, float negative_slope, Tensor? residual) -> (Tensor, Tensor, Tensor)");
+  m.def("instance_norm_backward(Tensor grad_y, Tensor x, Tensor? weight, Tensor? bias, Tensor mean,"
+        " Tensor var, float eps, bool input_stats, int activation, float negative_slope)"
+        " -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(gentk, CPU, m) {
+  m.impl("instance_norm", &instance_norm_cpu);
+  m.impl("instance_norm_backward", &instance_norm_backward_cpu);
+}
+
+}  // namespace gentk
