@@ -8,6 +8,7 @@ backend and the next call draws new noise. The kernels turn it into Philox norma
 regenerate them in backward, so nothing noise-sized is kept for backward.
 """
 import math
+import numbers
 
 import torch
 
@@ -162,7 +163,7 @@ def _check_logits(fn, logits, dim):
 
 
 def _check_tau(fn, tau):
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real):
         raise TypeError(f"gentk.{fn}: tau must be a real number, got {type(tau).__name__}")
     if not (math.isfinite(tau) and tau > 0):
         raise ValueError(f"gentk.{fn}: tau must be finite and > 0, got {tau}")

@@ -6,9 +6,13 @@ The compiled ops (``gentk::gumbel_softmax`` ...) and their Triton twins
 What backward keeps: a soft sample saves its own output (the softmax gradient needs only
 y, so backward is one pass over y and grad; no extra memory, since the output exists
 anyway). A hard sample's output is the one-hot, so backward regenerates the soft sample
-from logits and the (seed, stream) pair, never a noise-sized tensor. Measured on CPU
-(benchmarks/gumbel.py, see the issue note): reading the saved soft sample is ~2-3x faster
-than regenerating it, so soft samples do not regenerate.
+from logits and the (seed, stream) pair, never a noise-sized tensor.
+
+Measured (cpp, float32, one thread, CPU time): the backward op reading the saved soft
+sample takes 0.30 ms at (8192, 10) and 1.6 ms at (1024, 1000); regenerating it (Philox,
+two logs and an exp per element) 0.61 ms and 6.4 ms. Keeping the soft sample for hard
+samples too would save about a third of their forward+backward at K = 1000 (little at
+K = 10), at the cost of one logits-sized saved tensor; they regenerate instead.
 """
 import torch
 
