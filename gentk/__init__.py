@@ -1,13 +1,27 @@
 """gentk: fused kernels and complete models for VAE and GAN training in PyTorch."""
 from gentk import _extension
 from gentk.backend import BACKENDS, get_backend, set_backend, use_backend
-from gentk.functional import gaussian_kl, reparameterize, reparameterize_kl
+from gentk.functional import (
+    bernoulli_recon,
+    discriminator_loss,
+    gaussian_kl,
+    generator_loss,
+    gradient_penalty,
+    l1_loss,
+    reparameterize,
+    reparameterize_kl,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "bernoulli_recon",
+    "discriminator_loss",
     "gaussian_kl",
+    "generator_loss",
+    "gradient_penalty",
+    "l1_loss",
     "get_backend",
     "reparameterize",
     "reparameterize_kl",

@@ -30,6 +30,10 @@ def _load():
 
     gaussian.register_fakes()
     gaussian.register_autograd()
+    from gentk.ops.registration import losses
+
+    losses.register_fakes()
+    losses.register_autograd()
     _loaded = True
 
 

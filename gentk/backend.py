@@ -21,6 +21,7 @@ BACKENDS = ("auto", "cpp", "cuda", "triton", "torch")
 # the CUDA kernels are the default where they were built.
 AUTO_CUDA = {
     "gaussian": "cuda",
+    "losses": "cuda",
 }
 
 
