@@ -9,10 +9,10 @@ import sys
 
 import torch
 
-from benchmarks import gaussian
+from benchmarks import gaussian, losses
 from benchmarks.harness import Timer, machine_info, render_all, run_case, write_results
 
-FAMILIES = {"gaussian": gaussian.cases}
+FAMILIES = {"gaussian": gaussian.cases, "losses": losses.cases}
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 

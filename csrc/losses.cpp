@@ -152,7 +152,7 @@ at::Tensor target_loss_forward(const char* op, const at::Tensor& x_in, const at:
   int64_t bad = 0;
   at::Tensor out = red == 0 ? at::empty_like(x) : at::Tensor();
   const double s = forward_term(x, {kind, 0.0}, &target, red, &out, false, weight, check_range ? &bad : nullptr);
-  TORCH_CHECK(bad == 0, "gentk::", op, ": target must lie in [0, 1] (binary cross-entropy); ", bad,
+  TORCH_CHECK_VALUE(bad == 0, "gentk::", op, ": target must lie in [0, 1] (binary cross-entropy); ", bad,
               " element(s) lie outside");
   if (red == 0) return out;
   return at::scalar_tensor(s * weight * reduction_scale(red, x), x.options());

@@ -1,0 +1,136 @@
+"""Benchmark cases of the loss family: discriminator_loss on PatchGAN maps (real and fake
+in one call), bernoulli_recon on MNIST-sized batches, l1_loss with a folded weight, and
+the WGAN-GP gradient penalty of a small conv critic (time and saved memory; peak CPU
+memory with `python -m benchmarks.losses --memory`)."""
+import argparse
+
+import torch
+
+import gentk
+from benchmarks.harness import Case
+from gentk.ops.reference import losses as ref
+
+
+def _logits(*shapes, target=False):
+    def make(device, dtype):
+        g = torch.Generator().manual_seed(0)
+        out = {}
+        names = ("real_logits", "fake_logits") if not target else ("logits",)
+        for name, shape in zip(names, shapes):
+            out[name] = (2 * torch.randn(shape, generator=g, dtype=dtype)).to(device).requires_grad_()
+        if target:
+            out["target"] = torch.rand(shapes[0], generator=g, dtype=dtype).to(device)
+        return out
+
+    return make
+
+
+def _critic(device, dtype):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 4, 2, 1), torch.nn.LeakyReLU(0.2),
+        torch.nn.Conv2d(16, 32, 4, 2, 1), torch.nn.LeakyReLU(0.2),
+        torch.nn.Conv2d(32, 1, 4, 2, 1), torch.nn.Flatten(), torch.nn.Unflatten(1, (1, -1)),
+    ).to(device=device, dtype=dtype)
+
+
+class _GP:
+    """WGAN-GP of a small critic on (16, 3, 128, 128); the critic's parameters get the gradient."""
+
+    shape = (16, 3, 128, 128)
+
+    def __init__(self):
+        self.critic = None
+
+    def make(self, device, dtype):
+        g = torch.Generator().manual_seed(0)
+        base = _critic(device, dtype)
+        self.critic = lambda x: base(x).mean((1, 2))
+        weight = base[0].weight
+        return {"real": torch.randn(self.shape, generator=g, dtype=dtype).to(device),
+                "fake": torch.randn(self.shape, generator=g, dtype=dtype).to(device),
+                "weight": weight}
+
+    # enable_grad: the penalty differentiates the critic even in the harness's no-grad
+    # "forward" mode, which therefore times building the double-backward graph.
+    def reference(self, real, fake, weight):
+        with torch.enable_grad():
+            return ref.gradient_penalty(self.critic, real, fake)
+
+    def gentk(self, real, fake, weight):
+        with torch.enable_grad():
+            return gentk.gradient_penalty(self.critic, real, fake)
+
+
+def cases(dtype=torch.float32):
+    out = []
+    for shape in [(16, 1, 30, 30), (256, 1, 64, 64)]:
+        label = "x".join(map(str, shape))
+        for mode in ("bce", "lsgan"):
+            out.append(Case(
+                "losses", f"discriminator_loss[{mode}]", label, _logits(shape, shape),
+                reference=lambda real_logits, fake_logits, mode=mode: ref.discriminator_loss(
+                    real_logits, fake_logits, mode),
+                gentk=lambda real_logits, fake_logits, mode=mode: gentk.discriminator_loss(
+                    real_logits, fake_logits, mode),
+                dtype=dtype,
+            ))
+    out.append(Case(
+        "losses", "generator_loss[bce]", "256x1x64x64", _logits((256, 1, 64, 64), (256, 1, 64, 64)),
+        reference=lambda real_logits, fake_logits: ref.generator_loss(fake_logits, "bce"),
+        gentk=lambda real_logits, fake_logits: gentk.generator_loss(fake_logits, "bce"),
+        dtype=dtype,
+    ))
+    out.append(Case(
+        "losses", "bernoulli_recon", "256x784", _logits((256, 784), target=True),
+        reference=lambda logits, target: ref.bernoulli_recon(logits, target),
+        gentk=lambda logits, target: gentk.bernoulli_recon(logits, target),
+        dtype=dtype,
+    ))
+    out.append(Case(
+        "losses", "l1_loss[w=100]", "16x3x128x128", _logits((16, 3, 128, 128), target=True),
+        reference=lambda logits, target: ref.l1_loss(logits, target, weight=100.0),
+        gentk=lambda logits, target: gentk.l1_loss(logits, target, weight=100.0),
+        dtype=dtype,
+    ))
+    gp = _GP()
+    out.append(Case(
+        "losses", "gradient_penalty", "16x3x128x128", gp.make,
+        reference=gp.reference, gentk=gp.gentk, dtype=dtype,
+        compile=False,  # torch.compile does not support double backward
+    ))
+    return out
+
+
+# ---- peak CPU memory of the gradient penalty ----------------------------------------------
+
+def peak_memory_mib(fn, repeats=3):
+    """Peak bytes allocated above the starting point during one forward+backward of fn(),
+    from the profiler's allocation events (CPU has no allocator peak counter)."""
+    best = None
+    for _ in range(repeats):
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn().backward()
+        events = sorted((e for e in prof.events() if e.name == "[memory]"), key=lambda e: e.time_range.start)
+        level = peak = 0
+        for e in events:
+            level += e.cpu_memory_usage
+            peak = max(peak, level)
+        best = peak if best is None else min(best, peak)
+    return best / 2**20
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.losses")
+    p.add_argument("--memory", action="store_true", help="print the gradient penalty's peak CPU memory")
+    args = p.parse_args(argv)
+    if args.memory:
+        gp = _GP()
+        inputs = gp.make(torch.device("cpu"), torch.float32)
+        for name, fn in (("eager", gp.reference), ("gentk-cpp", gp.gentk)):
+            mib = peak_memory_mib(lambda: fn(**inputs))
+            print(f"gradient_penalty 16x3x128x128 {name:<10} peak {mib:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
