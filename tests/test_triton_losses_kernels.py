@@ -67,14 +67,14 @@ def test_triton_matches_cpp(name, make, dtype):
 
 def test_same_alphas_as_cpp_in_float32_and_float64():
     for dtype in (torch.float32, torch.float64):
-        ones = torch.ones(1000, 1, dtype=dtype, device=DEVICE)
+        ones = torch.ones(64, 1, dtype=dtype, device=DEVICE)
         got = ops.gp_interpolate_triton(ones, torch.zeros_like(ones), SEED.to(DEVICE))
         want = ops.gp_interpolate(ones.cpu(), torch.zeros_like(ones.cpu()), SEED)
         assert torch.equal(got.cpu(), want)
 
 
 def test_gradcheck_triton():
-    r, f = _x((3, 1, 2, 5), 0, requires_grad=True), _x((3, 1, 2, 5), 1, requires_grad=True)
+    r, f = _x((2, 1, 1, 3), 0, requires_grad=True), _x((2, 1, 1, 3), 1, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: ops.discriminator_loss_triton(a, b, "bce", 0.9, 0.0, "mean"), (r, f))
     assert torch.autograd.gradcheck(lambda a: ops.generator_loss_triton(a, "hinge", "none"), (f,))
     assert torch.autograd.gradcheck(lambda a, b: ops.l1_loss_triton(a, b, 3.0, "mean"), (r, f))
