@@ -33,7 +33,7 @@ def _load():
     from gentk.ops.registration import losses
 
     losses.register_fakes()
-    losses.register_autograd()
+    losses.register_autograd(losses=False)  # the loss ops' autograd is in C++
     _loaded = True
 
 

@@ -4,6 +4,7 @@ The compiled ops (``gentk::discriminator_loss`` ...) and their Triton twins
 (``gentk::discriminator_loss_triton`` ...) share schemas, so one set of formulas serves
 both: each function is called once per op set with its namespace suffix.
 
+The compiled loss ops register the same autograd in C++ (csrc/losses_autograd.cpp).
 Losses save only their inputs; backward recomputes the elementwise gradient in one pass.
 ``grad_norm_penalty_backward`` has an autograd formula of its own (torch ops), so the
 gradient penalty's backward is itself differentiable.
@@ -75,13 +76,20 @@ def register_fakes(suffix=""):
         return _like(grads)
 
 
-def register_autograd(suffix=""):
+def register_autograd(suffix="", losses=True):
+    """Autograd of the ops with namespace suffix ``suffix``. ``losses=False`` leaves out the
+    four loss ops, whose compiled versions have their autograd in C++
+    (csrc/losses_autograd.cpp: same formulas, without the Python overhead per call)."""
+    _register_penalty_autograd(suffix)
+    if losses:
+        _register_loss_autograd(suffix)
+
+
+def _register_loss_autograd(suffix):
     discriminator_loss_backward = _op("discriminator_loss_backward", suffix)
     generator_loss_backward = _op("generator_loss_backward", suffix)
     bernoulli_recon_backward = _op("bernoulli_recon_backward", suffix)
     l1_loss_backward = _op("l1_loss_backward", suffix)
-    gp_interpolate_backward = _op("gp_interpolate_backward", suffix)
-    grad_norm_penalty_backward = _op("grad_norm_penalty_backward", suffix)
 
     # discriminator_loss ----------------------------------------------------------------
     def setup_discriminator(ctx, inputs, output):
@@ -141,6 +149,11 @@ def register_autograd(suffix=""):
         return (grad_input if ctx.needs_input_grad[0] else None), grad_target, None, None
 
     torch.library.register_autograd(f"gentk::l1_loss{suffix}", backward_l1, setup_context=setup_l1)
+
+
+def _register_penalty_autograd(suffix):
+    gp_interpolate_backward = _op("gp_interpolate_backward", suffix)
+    grad_norm_penalty_backward = _op("grad_norm_penalty_backward", suffix)
 
     # gp_interpolate: alpha is regenerated from seed ------------------------------------------
     def setup_interpolate(ctx, inputs, output):
