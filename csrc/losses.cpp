@@ -1,10 +1,11 @@
 // Schemas of the loss family and their CPU implementations. The CUDA implementations of
 // the same schemas live in csrc/cuda/losses.cu.
 //
-// Every loss op computes its elementwise terms and their sum in one pass; its backward op
-// recomputes the elementwise gradient from the logits in one pass (benchmarked against
-// writing the gradient in forward and scaling it in backward: recomputing moves less
-// memory and was faster, see benchmarks/losses.py).
+// Every loss op computes its elementwise terms and their sum in one pass. Its backward op
+// recomputes the elementwise gradient from the logits in one pass; on CPU the autograd
+// (csrc/losses_autograd.cpp) instead calls the *_with_grad op, which writes the gradient in
+// the same forward pass, and scales it in backward (measured faster on CPU; see the report
+// in benchmarks/losses.py).
 #include <cmath>
 #include <string>
 
@@ -41,10 +42,16 @@ cpu::LossTerm term(const at::Tensor& x, TermSpec spec) {
 // Forward of one term: its sum (reduction sum / mean / batchsum) or its elements added
 // into `out` (reduction none). Returns the unscaled sum.
 double forward_term(const at::Tensor& x, TermSpec spec, const at::Tensor* target, int reduction,
-                    at::Tensor* out, bool accumulate, double loss_scale = 1.0, int64_t* bad = nullptr) {
+                    at::Tensor* out, bool accumulate, double loss_scale = 1.0, int64_t* bad = nullptr,
+                    at::Tensor* grad = nullptr, double grad_scale = 1.0) {
   cpu::LossTerm a = term(x, spec);
   if (target != nullptr) a.target = target->data_ptr();
   a.bad_targets = bad;
+  if (grad != nullptr) {
+    *grad = at::empty_like(x);
+    a.grad = grad->data_ptr();
+    a.grad_scale = grad_scale;
+  }
   double sum = 0;
   if (reduction == 0) {
     a.loss = out->data_ptr();
@@ -75,6 +82,74 @@ at::Tensor backward_term(const at::Tensor& grad, const at::Tensor& x, TermSpec s
   a.grad = out.data_ptr();
   kernels().loss_term(a);
   return out;
+}
+
+// Loss ops against a target tensor: bernoulli_recon (BCE-with-logits) and l1_loss.
+void check_target_pair(const char* op, const char* x_name, const at::Tensor& x, const at::Tensor& target) {
+  check_logits(op, x_name, x, at::kCPU);
+  check_like(op, "target", target, x_name, x, true);
+}
+
+// The *_with_grad ops return the loss and d loss / d input (for an upstream gradient of 1)
+// from the same pass; the C++ autograd (csrc/losses_autograd.cpp) uses them on CPU, where
+// writing the gradient in forward and scaling it in backward beat recomputing it.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> discriminator_loss_with_grad_cpu(
+    const at::Tensor& real_in, const at::Tensor& fake_in, std::string mode, double real_label, double fake_label,
+    std::string reduction) {
+  const char* op = "discriminator_loss_with_grad";
+  check_logits(op, "real_logits", real_in, at::kCPU);
+  check_like(op, "fake_logits", fake_in, "real_logits", real_in, false);
+  const AdversarialSpec spec = discriminator_spec(op, mode, real_label, fake_label);
+  const int red = reduction_code(op, reduction, false);
+  check_pairing(op, real_in, fake_in, red);
+  const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
+  const double rs = reduction_scale(red, real), fs = reduction_scale(red, fake);
+  at::Tensor grad_real, grad_fake;
+  if (red == 0) {
+    at::Tensor out = at::empty_like(real);
+    forward_term(real, spec.real, nullptr, red, &out, false, 1.0, nullptr, &grad_real);
+    forward_term(fake, spec.fake, nullptr, red, &out, true, 1.0, nullptr, &grad_fake);
+    return {out, grad_real, grad_fake};
+  }
+  const double r = forward_term(real, spec.real, nullptr, red, nullptr, false, 1.0, nullptr, &grad_real, rs) * rs;
+  const double f = forward_term(fake, spec.fake, nullptr, red, nullptr, false, 1.0, nullptr, &grad_fake, fs) * fs;
+  return {at::scalar_tensor(r + f, real.options()), grad_real, grad_fake};
+}
+
+std::tuple<at::Tensor, at::Tensor> generator_loss_with_grad_cpu(const at::Tensor& fake_in, std::string mode,
+                                                                std::string reduction) {
+  const char* op = "generator_loss_with_grad";
+  check_logits(op, "fake_logits", fake_in, at::kCPU);
+  const TermSpec spec = generator_spec(op, mode);
+  const int red = reduction_code(op, reduction, false);
+  const at::Tensor fake = fake_in.contiguous();
+  const double fs = reduction_scale(red, fake);
+  at::Tensor grad;
+  if (red == 0) {
+    at::Tensor out = at::empty_like(fake);
+    forward_term(fake, spec, nullptr, red, &out, false, 1.0, nullptr, &grad);
+    return {out, grad};
+  }
+  const double s = forward_term(fake, spec, nullptr, red, nullptr, false, 1.0, nullptr, &grad, fs) * fs;
+  return {at::scalar_tensor(s, fake.options()), grad};
+}
+
+std::tuple<at::Tensor, at::Tensor> bernoulli_recon_with_grad_cpu(const at::Tensor& logits, const at::Tensor& target_in,
+                                                                 std::string reduction) {
+  const char* op = "bernoulli_recon_with_grad";
+  check_target_pair(op, "logits", logits, target_in);
+  const int red = reduction_code(op, reduction, true);
+  if (red == 3) check_batched(op, "logits", logits);
+  const at::Tensor x = logits.contiguous(), target = target_in.contiguous();
+  const double scale = reduction_scale(red, x);
+  int64_t bad = 0;
+  at::Tensor out = red == 0 ? at::empty_like(x) : at::Tensor();
+  at::Tensor grad;
+  const double s = forward_term(x, {kBce, 0.0}, &target, red, &out, false, 1.0, &bad, &grad, red == 0 ? 1.0 : scale);
+  TORCH_CHECK_VALUE(bad == 0, "gentk::", op, ": target must lie in [0, 1] (binary cross-entropy); ", bad,
+                    " element(s) lie outside");
+  if (red == 0) return {out, grad};
+  return {at::scalar_tensor(s * scale, x.options()), grad};
 }
 
 at::Tensor discriminator_loss_cpu(const at::Tensor& real_in, const at::Tensor& fake_in, std::string mode,
@@ -140,11 +215,6 @@ at::Tensor generator_loss_backward_cpu(const at::Tensor& grad, const at::Tensor&
   return backward_term(grad, fake, spec, nullptr, red, reduction_scale(red, fake));
 }
 
-// Loss ops against a target tensor: bernoulli_recon (BCE-with-logits) and l1_loss.
-void check_target_pair(const char* op, const char* x_name, const at::Tensor& x, const at::Tensor& target) {
-  check_logits(op, x_name, x, at::kCPU);
-  check_like(op, "target", target, x_name, x, true);
-}
 
 at::Tensor target_loss_forward(const char* op, const at::Tensor& x_in, const at::Tensor& target_in, int kind,
                                double weight, int red, bool check_range) {
@@ -305,6 +375,10 @@ TORCH_LIBRARY_FRAGMENT(gentk, m) {
   m.def("bernoulli_recon_backward(Tensor grad, Tensor logits, Tensor target, str reduction) -> Tensor");
   m.def("l1_loss(Tensor input, Tensor target, float weight, str reduction) -> Tensor");
   m.def("l1_loss_backward(Tensor grad, Tensor input, Tensor target, float weight, str reduction) -> Tensor");
+  m.def("discriminator_loss_with_grad(Tensor real_logits, Tensor fake_logits, str mode, float real_label,"
+        " float fake_label, str reduction) -> (Tensor, Tensor, Tensor)");
+  m.def("generator_loss_with_grad(Tensor fake_logits, str mode, str reduction) -> (Tensor, Tensor)");
+  m.def("bernoulli_recon_with_grad(Tensor logits, Tensor target, str reduction) -> (Tensor, Tensor)");
   m.def("gp_interpolate(Tensor real, Tensor fake, Tensor seed) -> Tensor");
   m.def("gp_interpolate_backward(Tensor grad, Tensor seed) -> (Tensor, Tensor)");
   m.def("grad_norm_penalty(Tensor grads, float target, bool r1) -> Tensor");
@@ -320,6 +394,9 @@ TORCH_LIBRARY_IMPL(gentk, CPU, m) {
   m.impl("bernoulli_recon_backward", &bernoulli_recon_backward_cpu);
   m.impl("l1_loss", &l1_loss_cpu);
   m.impl("l1_loss_backward", &l1_loss_backward_cpu);
+  m.impl("discriminator_loss_with_grad", &discriminator_loss_with_grad_cpu);
+  m.impl("generator_loss_with_grad", &generator_loss_with_grad_cpu);
+  m.impl("bernoulli_recon_with_grad", &bernoulli_recon_with_grad_cpu);
   m.impl("gp_interpolate", &gp_interpolate_cpu);
   m.impl("gp_interpolate_backward", &gp_interpolate_backward_cpu);
   m.impl("grad_norm_penalty", &grad_norm_penalty_cpu);

@@ -1,13 +1,15 @@
 // Autograd of the compiled loss ops, in C++: the Python-registered autograd of
 // torch.library costs ~150 us per forward+backward, more than the kernels themselves
-// on PatchGAN-sized maps. Each op saves only its inputs; backward calls the op's
-// backward schema (whose CPU / CUDA kernel recomputes the elementwise gradient in one
-// pass). The Triton twins and the gradient-penalty ops keep the Python registration
+// on PatchGAN-sized maps. On CPU the adversarial and Bernoulli losses write their
+// elementwise gradient in the forward pass (*_with_grad ops) and backward scales it; on
+// other devices (and for L1, whose gradient is a sign) the op saves its inputs and
+// backward calls the op's backward schema, which recomputes the gradient in one pass. The Triton twins and the gradient-penalty ops keep the Python registration
 // (gentk/ops/registration/losses.py), whose formulas these mirror.
 #include <string>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/GradMode.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 
@@ -20,6 +22,20 @@ using torch::autograd::variable_list;
 template <class Sig>
 c10::TypedOperatorHandle<Sig> handle(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
+}
+
+// On CPU the forward writes d loss / d input along with the loss (the *_with_grad ops) and
+// backward only scales it; elsewhere backward recomputes it from the saved inputs.
+bool fuse_gradient(const at::Tensor& x, bool needs_grad) {
+  return needs_grad && x.device().is_cpu() && c10::GradMode::is_enabled();
+}
+
+// The saved gradient times the upstream gradient. An upstream 1 (the loss is the last op,
+// or summed with others) returns the saved gradient itself: autograd copies it before
+// accumulating in place.
+at::Tensor scale_saved(const at::Tensor& saved, const at::Tensor& grad) {
+  if (grad.numel() == 1 && grad.device().is_cpu() && grad.item<double>() == 1.0) return saved;
+  return saved.mul(grad);
 }
 
 double scaled_grad_factor(const std::string& reduction, const at::Tensor& x) {
@@ -36,11 +52,22 @@ class DiscriminatorLoss : public torch::autograd::Function<DiscriminatorLoss> {
     at::AutoDispatchBelowADInplaceOrView guard;
     static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, std::string, double, double,
                                              std::string)>("gentk::discriminator_loss");
-    ctx->save_for_backward({real, fake});
     ctx->saved_data["mode"] = mode;
     ctx->saved_data["real_label"] = real_label;
     ctx->saved_data["fake_label"] = fake_label;
     ctx->saved_data["reduction"] = reduction;
+    const bool fused = fuse_gradient(real, real.requires_grad() || fake.requires_grad());
+    ctx->saved_data["fused"] = fused;
+    if (fused) {
+      static const auto with_grad =
+          handle<std::tuple<at::Tensor, at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, std::string,
+                                                                double, double, std::string)>(
+              "gentk::discriminator_loss_with_grad");
+      auto [loss, grad_real, grad_fake] = with_grad.call(real, fake, mode, real_label, fake_label, reduction);
+      ctx->save_for_backward({grad_real, grad_fake});
+      return loss;
+    }
+    ctx->save_for_backward({real, fake});
     return op.call(real, fake, mode, real_label, fake_label, reduction);
   }
 
@@ -50,6 +77,10 @@ class DiscriminatorLoss : public torch::autograd::Function<DiscriminatorLoss> {
                                                   std::string, double, double, std::string)>(
             "gentk::discriminator_loss_backward");
     const auto saved = ctx->get_saved_variables();
+    if (ctx->saved_data["fused"].toBool()) {
+      return {scale_saved(saved[0], grads[0]), scale_saved(saved[1], grads[0]), at::Tensor(), at::Tensor(),
+              at::Tensor(), at::Tensor()};
+    }
     auto [gr, gf] = op.call(grads[0].contiguous(), saved[0], saved[1], ctx->saved_data["mode"].toStringRef(),
                             ctx->saved_data["real_label"].toDouble(), ctx->saved_data["fake_label"].toDouble(),
                             ctx->saved_data["reduction"].toStringRef());
@@ -64,9 +95,19 @@ class GeneratorLoss : public torch::autograd::Function<GeneratorLoss> {
     at::AutoDispatchBelowADInplaceOrView guard;
     static const auto op =
         handle<at::Tensor(const at::Tensor&, std::string, std::string)>("gentk::generator_loss");
-    ctx->save_for_backward({fake});
     ctx->saved_data["mode"] = mode;
     ctx->saved_data["reduction"] = reduction;
+    const bool fused = fuse_gradient(fake, fake.requires_grad());
+    ctx->saved_data["fused"] = fused;
+    if (fused) {
+      static const auto with_grad = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, std::string,
+                                                                               std::string)>(
+          "gentk::generator_loss_with_grad");
+      auto [loss, grad] = with_grad.call(fake, mode, reduction);
+      ctx->save_for_backward({grad});
+      return loss;
+    }
+    ctx->save_for_backward({fake});
     return op.call(fake, mode, reduction);
   }
 
@@ -74,6 +115,7 @@ class GeneratorLoss : public torch::autograd::Function<GeneratorLoss> {
     static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, std::string, std::string)>(
         "gentk::generator_loss_backward");
     const auto saved = ctx->get_saved_variables();
+    if (ctx->saved_data["fused"].toBool()) return {scale_saved(saved[0], grads[0]), at::Tensor(), at::Tensor()};
     return {op.call(grads[0].contiguous(), saved[0], ctx->saved_data["mode"].toStringRef(),
                     ctx->saved_data["reduction"].toStringRef()),
             at::Tensor(), at::Tensor()};
@@ -88,8 +130,18 @@ class BernoulliRecon : public torch::autograd::Function<BernoulliRecon> {
     at::AutoDispatchBelowADInplaceOrView guard;
     static const auto op =
         handle<at::Tensor(const at::Tensor&, const at::Tensor&, std::string)>("gentk::bernoulli_recon");
-    ctx->save_for_backward({logits, target});
     ctx->saved_data["reduction"] = reduction;
+    const bool fused = fuse_gradient(logits, logits.requires_grad()) && !target.requires_grad();
+    ctx->saved_data["fused"] = fused;
+    if (fused) {
+      static const auto with_grad = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                               std::string)>(
+          "gentk::bernoulli_recon_with_grad");
+      auto [loss, grad] = with_grad.call(logits, target, reduction);
+      ctx->save_for_backward({grad});
+      return loss;
+    }
+    ctx->save_for_backward({logits, target});
     return op.call(logits, target, reduction);
   }
 
@@ -97,6 +149,7 @@ class BernoulliRecon : public torch::autograd::Function<BernoulliRecon> {
     static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, std::string)>(
         "gentk::bernoulli_recon_backward");
     const auto saved = ctx->get_saved_variables();
+    if (ctx->saved_data["fused"].toBool()) return {scale_saved(saved[0], grads[0]), at::Tensor(), at::Tensor()};
     const std::string reduction = ctx->saved_data["reduction"].toStringRef();
     const at::Tensor grad = grads[0].contiguous();
     at::Tensor grad_logits, grad_target;

@@ -163,6 +163,23 @@ def test_empty_and_non_contiguous(backend):
         torch.testing.assert_close(gentk.l1_loss(x, t, weight=3.0), ref.l1_loss(x, t, weight=3.0))
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_repeated_backward_accumulates_exactly(backend):
+    """The CPU autograd hands back the gradient it wrote in forward when the upstream
+    gradient is 1: a second backward through the same graph must still add the same amount."""
+    r, f = _logits((6, 1, 4, 4), 0).requires_grad_(), _logits((6, 1, 4, 4), 1).requires_grad_()
+    x, t = _logits((6, 20), 2).requires_grad_(), torch.rand(6, 20, dtype=torch.float64)
+    with gentk.use_backend(backend):
+        loss = gentk.discriminator_loss(r, f, "bce") + gentk.generator_loss(f, "bce") + gentk.bernoulli_recon(x, t)
+    loss.backward(retain_graph=True)
+    first = [v.grad.clone() for v in (r, f, x)]
+    loss.backward()
+    for v, g in zip((r, f, x), first):
+        torch.testing.assert_close(v.grad, 2 * g)
+    with torch.no_grad():  # no gradient wanted: the plain forward
+        assert gentk.discriminator_loss(r, f, "bce").grad_fn is None
+
+
 # ---- gradient penalty --------------------------------------------------------------------
 
 def _conv_critic(dtype=torch.float64):

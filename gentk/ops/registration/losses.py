@@ -59,6 +59,19 @@ def register_fakes(suffix=""):
     def _(grad, input, target, weight, reduction):
         return _like(input)
 
+    if not suffix:  # CPU-only helpers of the C++ autograd; no Triton twins
+        @torch.library.register_fake("gentk::discriminator_loss_with_grad")
+        def _(real, fake, mode, real_label, fake_label, reduction):
+            return _loss_out(real, reduction), _like(real), _like(fake)
+
+        @torch.library.register_fake("gentk::generator_loss_with_grad")
+        def _(fake, mode, reduction):
+            return _loss_out(fake, reduction), _like(fake)
+
+        @torch.library.register_fake("gentk::bernoulli_recon_with_grad")
+        def _(logits, target, reduction):
+            return _loss_out(logits, reduction), _like(logits)
+
     @torch.library.register_fake(f"gentk::gp_interpolate{suffix}")
     def _(real, fake, seed):
         return _like(real)
