@@ -28,13 +28,10 @@ template <class T>
 struct VecMath {
   using V = Vectorized<T>;
   static V exp(const V& x) { return x.exp_u20(); }
-  // log1p of e = exp(-|x|) in (0, 1]: log(u) - ((u - 1) - e) / u with u = 1 + e corrects
-  // the rounding of u, so the 3.5-ulp Sleef log (as in the Gaussian kernels) stands in
-  // for the slower 1-ulp log1p.
-  static V log1p(const V& e) {
-    const V u = e + V(T(1));
-    return fast_log(u) - ((u - V(T(1))) - e) / u;
-  }
+  // log1p of e = exp(-|x|) in (0, 1]: log(u) - ((u - 1) - e) / u with u = 1 + e (1 / u is
+  // r, already computed for the sigmoid) corrects the rounding of u, so the 3.5-ulp Sleef
+  // log (as in the Gaussian kernels) stands in for the slower 1-ulp log1p.
+  static V log1p(const V& e, const V& u, const V& r) { return fast_log(u) - ((u - V(T(1))) - e) * r; }
   static V fast_log(const V& x) {
 #if defined(CPU_CAPABILITY_AVX512)
     if constexpr (std::is_same_v<T, float>) return Sleef_logf16_u35avx512f(x);

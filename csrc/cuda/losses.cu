@@ -37,8 +37,8 @@ constexpr int kBlocksPerSm = 8;
 struct CudaMath {
   static __device__ __forceinline__ float exp(float x) { return ::expf(x); }
   static __device__ __forceinline__ double exp(double x) { return ::exp(x); }
-  static __device__ __forceinline__ float log1p(float x) { return ::log1pf(x); }
-  static __device__ __forceinline__ double log1p(double x) { return ::log1p(x); }
+  static __device__ __forceinline__ float log1p(float e, float, float) { return ::log1pf(e); }
+  static __device__ __forceinline__ double log1p(double e, double, double) { return ::log1p(e); }
   static __device__ __forceinline__ float abs(float x) { return ::fabsf(x); }
   static __device__ __forceinline__ double abs(double x) { return ::fabs(x); }
   template <class T>
