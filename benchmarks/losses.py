@@ -1,7 +1,11 @@
 """Benchmark cases of the loss family: discriminator_loss on PatchGAN maps (real and fake
 in one call), bernoulli_recon on MNIST-sized batches, l1_loss with a folded weight, and
-the WGAN-GP gradient penalty of a small conv critic (time and saved memory; peak CPU
-memory with `python -m benchmarks.losses --memory`)."""
+the WGAN-GP gradient penalty of a small conv critic (time and saved memory).
+
+Two extra measurements: `python -m benchmarks.losses --memory` (peak CPU memory of the
+gradient penalty, eager vs gentk) and `python -m benchmarks.losses --strategy` (gradient
+written in the forward pass and scaled in backward, vs recomputed in backward: the first
+won on CPU, so the CPU autograd uses it)."""
 import argparse
 
 import torch
@@ -132,10 +136,50 @@ def peak_memory_mib(provider):
     return float(out.stdout.strip().splitlines()[-1])
 
 
+# ---- gradient in forward vs recomputed in backward ----------------------------------------
+
+def gradient_strategies(shape=(256, 1, 64, 64), mode="bce", repeats=50):
+    """Op-level forward+backward of discriminator_loss on CPU both ways: (a) the loss op, then
+    the backward op recomputing the gradient from the logits; (b) the *_with_grad op writing
+    the gradient in the same pass, then scaling it by the upstream gradient (what the CPU
+    autograd does; an upstream 1 skips the scaling). Returns median milliseconds."""
+    import statistics
+    import time
+
+    ops = torch.ops.gentk
+    g = torch.Generator().manual_seed(0)
+    real, fake = 3 * torch.randn(shape, generator=g), 3 * torch.randn(shape, generator=g)
+    upstream = torch.tensor(0.5)
+
+    def recompute():
+        ops.discriminator_loss(real, fake, mode, 1.0, 0.0, "mean")
+        ops.discriminator_loss_backward(upstream, real, fake, mode, 1.0, 0.0, "mean")
+
+    def in_forward():
+        _, gr, gf = ops.discriminator_loss_with_grad(real, fake, mode, 1.0, 0.0, "mean")
+        gr.mul(upstream), gf.mul(upstream)
+
+    times = {"recompute": [], "in_forward": []}
+    for _ in range(repeats):  # interleaved, so both see the same machine load
+        for name, fn in (("recompute", recompute), ("in_forward", in_forward)):
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.losses")
     p.add_argument("--memory", action="store_true", help="print the gradient penalty's peak CPU memory")
+    p.add_argument("--strategy", action="store_true",
+                   help="time gradient-in-forward against recompute-in-backward (CPU discriminator_loss)")
     args = p.parse_args(argv)
+    if args.strategy:
+        for shape in [(16, 1, 30, 30), (256, 1, 64, 64)]:
+            for mode in ("bce", "lsgan"):
+                t = gradient_strategies(shape, mode)
+                print(f"discriminator_loss[{mode}] {'x'.join(map(str, shape))}: recompute {t['recompute']:.3f} ms, "
+                      f"gradient in forward {t['in_forward']:.3f} ms ({t['recompute'] / t['in_forward']:.2f}x)")
     if args.memory:
         for name in ("eager", "gentk-cpp"):
             mib = min(peak_memory_mib(name) for _ in range(3))

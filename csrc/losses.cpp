@@ -5,7 +5,7 @@
 // recomputes the elementwise gradient from the logits in one pass; on CPU the autograd
 // (csrc/losses_autograd.cpp) instead calls the *_with_grad op, which writes the gradient in
 // the same forward pass, and scales it in backward (measured faster on CPU; see the report
-// in benchmarks/losses.py).
+// with `python -m benchmarks.losses --strategy`).
 #include <cmath>
 #include <string>
 
