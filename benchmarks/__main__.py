@@ -9,10 +9,15 @@ import sys
 
 import torch
 
-from benchmarks import gaussian, gumbel, instance_norm
+from benchmarks import gaussian, gumbel, instance_norm, losses
 from benchmarks.harness import Timer, machine_info, render_all, run_case, write_results
 
-FAMILIES = {"gaussian": gaussian.cases, "gumbel": gumbel.cases, "instance_norm": instance_norm.cases}
+FAMILIES = {
+    "gaussian": gaussian.cases,
+    "gumbel": gumbel.cases,
+    "losses": losses.cases,
+    "instance_norm": instance_norm.cases,
+}
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 

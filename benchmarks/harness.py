@@ -39,6 +39,7 @@ class Case:
     # extra gentk providers, e.g. {"unfused": fn}: reported as gentk-<backend>-<name>
     bytes_moved: Optional[Callable[[Dict[str, torch.Tensor], str], int]] = None
     # minimal DRAM traffic of one call in a mode, for achieved bandwidth on GPU
+    compile: bool = True              # False: no torch.compile provider (e.g. double backward)
 
 
 def _outputs(result):
@@ -172,7 +173,7 @@ def run_case(case: Case, device: torch.device, backends: Sequence[str], timer: T
              log=print):
     rows = []
     providers = [("eager", case.reference, None)]
-    if compile_reference:
+    if compile_reference and case.compile:
         providers.append(("compile", torch.compile(case.reference, dynamic=False), None))
     for b in backends:
         providers.append((f"gentk-{b}", case.gentk, b))

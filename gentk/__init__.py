@@ -2,10 +2,15 @@
 from gentk import _extension
 from gentk.backend import BACKENDS, get_backend, set_backend, use_backend
 from gentk.functional import (
+    bernoulli_recon,
     categorical_kl_uniform,
+    discriminator_loss,
     gaussian_kl,
+    generator_loss,
+    gradient_penalty,
     gumbel_softmax,
     instance_norm,
+    l1_loss,
     reparameterize,
     reparameterize_kl,
 )
@@ -16,11 +21,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
+    "bernoulli_recon",
     "categorical_kl_uniform",
+    "discriminator_loss",
     "gaussian_kl",
+    "generator_loss",
     "get_backend",
+    "gradient_penalty",
     "gumbel_softmax",
     "instance_norm",
+    "l1_loss",
     "patch",
     "profile_step",
     "reparameterize",

@@ -38,6 +38,10 @@ def _load():
 
     instance_norm.register_fakes()
     instance_norm.register_autograd()
+    from gentk.ops.registration import losses
+
+    losses.register_fakes()
+    losses.register_autograd(losses=False)  # the loss ops' autograd is in C++
     _loaded = True
 
 

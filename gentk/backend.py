@@ -25,6 +25,7 @@ AUTO_CUDA = {
     "gaussian": "torch",
     "gumbel": "torch",
     "instance_norm": "torch",
+    "losses": "torch",
 }
 
 

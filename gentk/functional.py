@@ -17,6 +17,7 @@ from gentk.ops.reference import gaussian as _ref
 from gentk.ops.reference import gumbel as _ref_gumbel
 from gentk.ops.reference import instance_norm as _ref_norm
 from gentk.ops.registration import instance_norm as _norm_registration
+from gentk.ops.reference import losses as _loss_ref
 
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
 
@@ -30,6 +31,8 @@ def _ops(backend):
         if not _triton_loaded:
             import gentk.ops.triton.gaussian  # noqa: F401  (registers gentk::*_triton)
             import gentk.ops.triton.gumbel  # noqa: F401
+            import gentk.ops.triton.instance_norm  # noqa: F401
+            import gentk.ops.triton.losses  # noqa: F401
 
             _triton_loaded = True
         return "_triton"
@@ -313,12 +316,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     if name == "torch":
         return _ref_norm.instance_norm(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps,
                                        activation, negative_slope, residual)
-    if name == "triton":
-        import gentk.ops.triton.instance_norm  # noqa: F401  (registers gentk::instance_norm*_triton)
-
-        op = torch.ops.gentk.instance_norm_triton
-    else:
-        op = torch.ops.gentk.instance_norm
+    op = getattr(torch.ops.gentk, "instance_norm" + _ops(name))
     code = _norm_registration.ACTIVATION_CODES[activation]
     if not use_input_stats:
         y, _, _ = op(x, weight, bias, running_mean, running_var, float(eps), code, float(negative_slope), residual)
@@ -331,3 +329,192 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
             running_mean.mul_(1 - momentum).add_(mean.mean(0).to(running_mean.dtype), alpha=momentum)
             running_var.mul_(1 - momentum).add_(unbiased.mean(0).to(running_var.dtype), alpha=momentum)
     return y
+# ---- losses ------------------------------------------------------------------------------
+
+LOSS_REDUCTIONS = ("none", "sum", "mean")
+
+
+def _check_tensor(fn, name, t):
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"gentk.{fn}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"gentk.{fn}: {name} must be a floating-point tensor, got dtype {t.dtype}")
+
+
+def _check_like(fn, name, t, ref_name, ref, same_shape=True):
+    _check_tensor(fn, name, t)
+    if t.dtype != ref.dtype:
+        raise TypeError(f"gentk.{fn}: {name} is {t.dtype} but {ref_name} is {ref.dtype}")
+    if t.device != ref.device:
+        raise ValueError(f"gentk.{fn}: {name} is on {t.device} but {ref_name} is on {ref.device}")
+    if same_shape and t.shape != ref.shape:
+        raise ValueError(f"gentk.{fn}: {name} must have {ref_name}'s shape {tuple(ref.shape)}, got {tuple(t.shape)}")
+
+
+def _check_choice(fn, what, value, choices):
+    if value not in choices:
+        raise ValueError(f"gentk.{fn}: unknown {what} {value!r}; choose one of {', '.join(choices)}")
+
+
+def _check_unit_interval(fn, name, value):
+    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ValueError(f"gentk.{fn}: {name} must lie in [0, 1] for mode 'bce', got {value!r}")
+
+
+def _check_pairing(fn, real, fake, reduction):
+    ok = real.dim() == fake.dim() and real.shape[1:] == fake.shape[1:]
+    if reduction == "none":
+        ok = ok and real.shape == fake.shape
+    if not ok:
+        extra = " for reduction 'none'" if reduction == "none" else " apart from the batch dimension"
+        raise ValueError(
+            f"gentk.{fn}: real_logits {tuple(real.shape)} and fake_logits {tuple(fake.shape)} cannot pair: "
+            f"they must have the same shape{extra}"
+        )
+
+
+def _eager():
+    return not torch.compiler.is_compiling()
+
+
+def discriminator_loss(real_logits, fake_logits, mode, *, real_label=1.0, fake_label=0.0, reduction="mean"):
+    """The discriminator's (critic's) loss on real and fake logits, in one fused pass.
+
+    mode: ``bce`` (BCE-with-logits of real against ``real_label`` plus fake against
+    ``fake_label``; labels below 1 / above 0 give one-sided label smoothing), ``lsgan``
+    (squared error against the same labels), ``wgan`` (mean(fake) - mean(real); labels do
+    not apply) or ``hinge`` (mean(relu(1 - real)) + mean(relu(1 + fake))).
+    The real and fake terms are each reduced (``mean``, ``sum``) and added, so the batch
+    sizes may differ; ``none`` adds the two per-element terms (same shapes). Works for
+    per-sample logits (N, 1) and PatchGAN maps (N, 1, H, W). Backward recomputes the
+    elementwise gradient in one pass; nothing but the logits is kept.
+    """
+    fn = "discriminator_loss"
+    _check_tensor(fn, "real_logits", real_logits)
+    _check_like(fn, "fake_logits", fake_logits, "real_logits", real_logits, same_shape=False)
+    _check_choice(fn, "mode", mode, _loss_ref.DISCRIMINATOR_MODES)
+    _check_choice(fn, "reduction", reduction, LOSS_REDUCTIONS)
+    if mode == "bce":
+        _check_unit_interval(fn, "real_label", real_label)
+        _check_unit_interval(fn, "fake_label", fake_label)
+    _check_pairing(fn, real_logits, fake_logits, reduction)
+    name = _backend.resolve("losses", real_logits.device)
+    if name == "torch":
+        return _loss_ref.discriminator_loss(real_logits, fake_logits, mode, real_label, fake_label, reduction)
+    op = getattr(torch.ops.gentk, "discriminator_loss" + _ops(name))
+    return op(real_logits, fake_logits, mode, float(real_label), float(fake_label), reduction)
+
+
+def generator_loss(fake_logits, mode, reduction="mean"):
+    """The generator's loss on the critic's fake logits: ``bce`` / ``nonsaturating``
+    (-log D(G(z)): BCE-with-logits against 1), ``lsgan`` ((D(G(z)) - 1)^2), ``wgan`` and
+    ``hinge`` (-D(G(z))). Fused forward and backward like :func:`discriminator_loss`."""
+    fn = "generator_loss"
+    _check_tensor(fn, "fake_logits", fake_logits)
+    _check_choice(fn, "mode", mode, _loss_ref.GENERATOR_MODES)
+    _check_choice(fn, "reduction", reduction, LOSS_REDUCTIONS)
+    name = _backend.resolve("losses", fake_logits.device)
+    if name == "torch":
+        return _loss_ref.generator_loss(fake_logits, mode, reduction)
+    return getattr(torch.ops.gentk, "generator_loss" + _ops(name))(fake_logits, mode, reduction)
+
+
+def _check_target_range(fn, target, backend):
+    # The cpp kernel counts out-of-range targets in the same pass; elsewhere it costs a
+    # pass (and on a GPU a synchronization), and under torch.compile it is skipped.
+    if backend != "cpp" and _eager() and target.numel() and bool(((target < 0) | (target > 1)).any()):
+        raise ValueError(f"gentk.{fn}: target must lie in [0, 1] (binary cross-entropy)")
+
+
+def bernoulli_recon(logits, target, reduction="batchsum"):
+    """Bernoulli reconstruction term of a VAE: BCE-with-logits (stable softplus form)
+    summed over every non-batch dimension and averaged over the batch (``batchsum``);
+    also ``sum``, ``mean`` and ``none``. ``target`` must lie in [0, 1]."""
+    fn = "bernoulli_recon"
+    _check_tensor(fn, "logits", logits)
+    _check_like(fn, "target", target, "logits", logits)
+    _check_choice(fn, "reduction", reduction, ("batchsum",) + LOSS_REDUCTIONS)
+    if reduction == "batchsum" and logits.dim() == 0:
+        raise ValueError(f"gentk.{fn}: reduction 'batchsum' needs a batch dimension, got a 0-d logits")
+    name = _backend.resolve("losses", logits.device)
+    _check_target_range(fn, target, name)
+    if name == "torch":
+        return _loss_ref.bernoulli_recon(logits, target, reduction)
+    return getattr(torch.ops.gentk, "bernoulli_recon" + _ops(name))(logits, target, reduction)
+
+
+def l1_loss(input, target, reduction="mean", weight=1.0):
+    """``weight * |input - target|`` reduced (``mean``, ``sum``, ``none``), with the weight
+    (pix2pix's lambda_L1, CycleGAN's lambda_cyc) folded into the kernel."""
+    fn = "l1_loss"
+    _check_tensor(fn, "input", input)
+    _check_like(fn, "target", target, "input", input)
+    _check_choice(fn, "reduction", reduction, LOSS_REDUCTIONS)
+    if not isinstance(weight, (int, float)) or weight != weight:
+        raise ValueError(f"gentk.{fn}: weight must be a number (not NaN), got {weight!r}")
+    name = _backend.resolve("losses", input.device)
+    if name == "torch":
+        return _loss_ref.l1_loss(input, target, reduction, weight)
+    return getattr(torch.ops.gentk, "l1_loss" + _ops(name))(input, target, float(weight), reduction)
+
+
+GRADIENT_PENALTIES = ("wgan-gp", "r1")
+
+
+def gradient_penalty(critic, real, fake=None, *, kind="wgan-gp", target=1.0, generator=None):
+    """Gradient penalty of ``critic`` (a callable returning one value per sample).
+
+    ``wgan-gp`` (Gulrajani et al. 2017): mean over samples of (||d critic(x)/dx||_2 - target)^2
+    at x = a*real + (1-a)*fake, a ~ U[0, 1) per sample drawn inside the interpolation kernel
+    from Philox (seed, stream) taken from torch's generator (or ``generator``), as
+    :func:`reparameterize` does. ``r1`` (Mescheder et al. 2018): mean of ||d critic(real)/d real||^2
+    (multiply by gamma/2 yourself). The gradient is taken with
+    ``torch.autograd.grad(..., create_graph=True)`` and reduced by a fused per-sample norm op
+    whose backward is differentiable, so the penalty trains the critic's parameters.
+
+    Runs eagerly: torch.compile does not support double backward, so do not wrap this in
+    torch.compile (compile the critic itself if you like; the losses compile fine).
+    """
+    fn = "gradient_penalty"
+    if not callable(critic):
+        raise TypeError(f"gentk.{fn}: critic must be callable, got {type(critic).__name__}")
+    _check_choice(fn, "kind", kind, GRADIENT_PENALTIES)
+    _check_tensor(fn, "real", real)
+    if real.dim() == 0:
+        raise ValueError(f"gentk.{fn}: real needs a batch dimension, got a 0-d tensor")
+    if kind == "wgan-gp":
+        if fake is None:
+            raise ValueError(f"gentk.{fn}: kind 'wgan-gp' needs fake samples")
+        _check_like(fn, "fake", fake, "real", real)
+    if not isinstance(target, (int, float)) or target != target:
+        raise ValueError(f"gentk.{fn}: target must be a number (not NaN), got {target!r}")
+    name = _backend.resolve("losses", real.device)
+    if name == "torch":
+        alpha = None
+        if kind == "wgan-gp":
+            alpha = torch.rand(real.shape[0], dtype=real.dtype, device=real.device, generator=generator)
+        return _loss_ref.gradient_penalty(_checked_critic(critic, real.shape[0]), real, fake, kind, target, alpha)
+    suffix = _ops(name)
+    if kind == "r1":
+        x = real
+    else:
+        x = getattr(torch.ops.gentk, "gp_interpolate" + suffix)(real, fake, _seed(real, generator))
+    if not x.requires_grad:
+        x = x.detach().requires_grad_()
+    out = _checked_critic(critic, real.shape[0])(x)
+    (grads,) = torch.autograd.grad(out, x, torch.ones_like(out), create_graph=True)
+    return getattr(torch.ops.gentk, "grad_norm_penalty" + suffix)(grads, float(target), kind == "r1")
+
+
+def _checked_critic(critic, batch):
+    def call(x):
+        out = critic(x)
+        if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != batch or out.numel() != batch:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"gentk.gradient_penalty: critic must return one value per sample, shape ({batch},) or "
+                f"({batch}, 1), got {shape}"
+            )
+        return out
+
+    return call

@@ -1,4 +1,4 @@
-"""gentk modules: drop-in layers and fused blocks on gentk's kernels."""
+"""gentk modules: drop-in layers, fused blocks and losses on gentk's kernels."""
 from gentk.nn.instance_norm import (
     FusedActivation,
     InstanceNorm2d,
@@ -7,5 +7,18 @@ from gentk.nn.instance_norm import (
     patch,
     unpatch,
 )
+from gentk.nn.losses import BernoulliRecon, DiscriminatorLoss, GeneratorLoss, GradientPenalty, L1Loss
 
-__all__ = ["FusedActivation", "InstanceNorm2d", "InstanceNormAct2d", "ResidualBlock", "patch", "unpatch"]
+__all__ = [
+    "BernoulliRecon",
+    "DiscriminatorLoss",
+    "FusedActivation",
+    "GeneratorLoss",
+    "GradientPenalty",
+    "InstanceNorm2d",
+    "InstanceNormAct2d",
+    "L1Loss",
+    "ResidualBlock",
+    "patch",
+    "unpatch",
+]
