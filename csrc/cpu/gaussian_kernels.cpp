@@ -12,6 +12,7 @@
 #include "gentk/gaussian.h"
 #include "gentk/philox.h"
 #include "philox_vec.h"
+#include "vec_utils.h"
 
 namespace gentk::cpu {
 namespace CPU_CAPABILITY {
@@ -23,25 +24,6 @@ using at::vec::Vectorized;
 constexpr int64_t kGrainGroups = 256;
 // KL sums run in the input dtype per vector lane for this many groups, then in double.
 constexpr int64_t kFlushGroups = 32;
-
-template <class T>
-inline Vectorized<T> load(const T* p, int count) {
-  return count == Vectorized<T>::size() ? Vectorized<T>::loadu(p) : Vectorized<T>::loadu(p, count);
-}
-
-template <class T>
-inline void store(const Vectorized<T>& v, T* p, int count) {
-  if (count == Vectorized<T>::size()) v.store(p); else v.store(p, count);
-}
-
-template <class T>
-inline double horizontal_sum(const Vectorized<T>& v) {
-  alignas(64) T lanes[Vectorized<T>::size()];
-  v.store(lanes);
-  double s = 0;
-  for (int i = 0; i < Vectorized<T>::size(); ++i) s += lanes[i];
-  return s;
-}
 
 // The 64 standard normals of noise group g (layout in gentk/philox.h).
 template <class T>

@@ -23,6 +23,7 @@
 #include "gentk/philox.h"
 #include "gumbel.h"
 #include "philox_vec.h"
+#include "vec_utils.h"
 
 namespace gentk::cpu {
 namespace CPU_CAPABILITY {
@@ -36,21 +37,11 @@ constexpr int64_t kGrainElements = 16384;
 
 int64_t grain_rows(int64_t cols) { return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(cols, 1)); }
 
-template <class T>
-inline Vectorized<T> load(const T* p, int count) {
-  return count == Vectorized<T>::size() ? Vectorized<T>::loadu(p) : Vectorized<T>::loadu(p, count);
-}
-
 // Lanes at or past `count` hold `fill`.
 template <class T>
 inline Vectorized<T> load_or(const T* p, int count, T fill) {
   if (count == Vectorized<T>::size()) return Vectorized<T>::loadu(p);
   return Vectorized<T>::set(Vectorized<T>(fill), Vectorized<T>::loadu(p, count), count);
-}
-
-template <class T>
-inline void store(const Vectorized<T>& v, T* p, int count) {
-  if (count == Vectorized<T>::size()) v.store(p); else v.store(p, count);
 }
 
 template <class T>
@@ -60,15 +51,6 @@ inline T horizontal_max(const Vectorized<T>& v) {
   T m = lanes[0];
   for (int i = 1; i < Vectorized<T>::size(); ++i) m = std::max(m, lanes[i]);
   return m;
-}
-
-template <class T>
-inline T horizontal_sum(const Vectorized<T>& v) {
-  alignas(64) T lanes[Vectorized<T>::size()];
-  v.store(lanes);
-  T s = 0;
-  for (int i = 0; i < Vectorized<T>::size(); ++i) s += lanes[i];
-  return s;
 }
 
 // 1/tau as T: the op clamps it to T's largest finite value, so (s - max) * inv_tau is 0 for

@@ -16,6 +16,7 @@
 
 #include "gentk/instance_norm.h"
 #include "instance_norm.h"
+#include "vec_utils.h"
 
 namespace gentk::cpu {
 namespace CPU_CAPABILITY {
@@ -27,25 +28,6 @@ using at::vec::Vectorized;
 constexpr int64_t kGrainElements = 32768;
 // Backward sums run in float lanes for this many vectors, then move to double.
 constexpr int64_t kFlushVectors = 256;
-
-template <class T>
-inline Vectorized<T> load(const T* p, int64_t count) {
-  return count >= Vectorized<T>::size() ? Vectorized<T>::loadu(p) : Vectorized<T>::loadu(p, count);
-}
-
-template <class T>
-inline void store(const Vectorized<T>& v, T* p, int64_t count) {
-  if (count >= Vectorized<T>::size()) v.store(p); else v.store(p, count);
-}
-
-template <class T>
-inline double horizontal_sum(const Vectorized<T>& v) {
-  alignas(64) T lanes[Vectorized<T>::size()];
-  v.store(lanes);
-  double s = 0;
-  for (int i = 0; i < Vectorized<T>::size(); ++i) s += lanes[i];
-  return s;
-}
 
 template <int ACT, class T>
 inline Vectorized<T> activate_vec(const Vectorized<T>& v, const Vectorized<T>& slope) {

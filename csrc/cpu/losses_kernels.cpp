@@ -11,6 +11,7 @@
 
 #include "gentk/losses.h"
 #include "losses.h"
+#include "vec_utils.h"
 
 namespace gentk::cpu {
 namespace CPU_CAPABILITY {
@@ -48,25 +49,6 @@ struct VecMath {
   static V select(const V& c, const V& a, const V& b) { return V::blendv(b, a, c >= V(T(0))); }
   static V step(const V& x) { return V::blendv(V(T(0)), V(T(1)), x > V(T(0))); }
 };
-
-template <class T>
-inline Vectorized<T> load(const T* p, int count) {
-  return count == Vectorized<T>::size() ? Vectorized<T>::loadu(p) : Vectorized<T>::loadu(p, count);
-}
-
-template <class T>
-inline void store(const Vectorized<T>& v, T* p, int count) {
-  if (count == Vectorized<T>::size()) v.store(p); else v.store(p, count);
-}
-
-template <class T>
-inline double horizontal_sum(const Vectorized<T>& v) {
-  alignas(64) T lanes[Vectorized<T>::size()];
-  v.store(lanes);
-  double s = 0;
-  for (int i = 0; i < Vectorized<T>::size(); ++i) s += lanes[i];
-  return s;
-}
 
 struct RangeResult {
   double sum = 0;

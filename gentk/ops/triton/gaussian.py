@@ -26,6 +26,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.gaussian import register_autograd
+from gentk.ops.triton.philox import philox_at
 
 __all__ = [
     "reparameterize",
@@ -56,31 +57,7 @@ def _load(ptr, offs, mask, F64: tl.constexpr):
 @triton.jit
 def _philox_normals(seed_ptr, g, k, F64: tl.constexpr):
     """The four standard normals of counters g*16 + k (g: int64 group, k: lane)."""
-    seed = tl.load(seed_ptr)  # int64 bit patterns, read as unsigned halves
-    stream = tl.load(seed_ptr + 1)
-    k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
-    k1 = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    c = g * 16 + k
-    c0 = (c & 0xFFFFFFFF).to(tl.uint32)
-    c1 = ((c >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    zero = tl.zeros_like(c0)
-    c2 = zero + (stream & 0xFFFFFFFF).to(tl.uint32)
-    c3 = zero + ((stream >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    m0 = tl.full([], 0xD2511F53, tl.uint32)
-    m1 = tl.full([], 0xCD9E8D57, tl.uint32)
-    w0 = tl.full([], 0x9E3779B9, tl.uint32)
-    w1 = tl.full([], 0xBB67AE85, tl.uint32)
-    for _ in tl.static_range(10):
-        hi0 = tl.umulhi(c0, m0)
-        lo0 = c0 * m0
-        hi1 = tl.umulhi(c2, m1)
-        lo1 = c2 * m1
-        c0 = hi1 ^ c1 ^ k0
-        c1 = lo1
-        c2 = hi0 ^ c3 ^ k1
-        c3 = lo0
-        k0 = k0 + w0
-        k1 = k1 + w1
+    c0, c1, c2, c3 = philox_at(seed_ptr, g * 16 + k)
     if F64:
         two_pi = tl.full([], 6.283185307179586476925286766559, tl.float64)
     else:

@@ -25,6 +25,7 @@ from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.gumbel import register_autograd
 from gentk.ops.triton.gaussian import INTERPRETED, _can_launch
+from gentk.ops.triton.philox import philox_at
 
 __all__ = ["gumbel_softmax", "gumbel_softmax_backward", "categorical_kl_uniform", "categorical_kl_uniform_backward"]
 
@@ -39,32 +40,8 @@ NOISE_NONE, NOISE_GIVEN, NOISE_PHILOX = 0, 1, 2
 @triton.jit
 def _gumbel_noise(seed_ptr, e, F64: tl.constexpr):
     """Gumbel noise of flat element indices e (int64)."""
-    seed = tl.load(seed_ptr)
-    stream = tl.load(seed_ptr + 1)
-    k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
-    k1 = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    c = (e >> 6) * 16 + (e & 15)
     slot = (e >> 4) & 3
-    c0 = (c & 0xFFFFFFFF).to(tl.uint32)
-    c1 = ((c >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    zero = tl.zeros_like(c0)
-    c2 = zero + (stream & 0xFFFFFFFF).to(tl.uint32)
-    c3 = zero + ((stream >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    m0 = tl.full([], 0xD2511F53, tl.uint32)
-    m1 = tl.full([], 0xCD9E8D57, tl.uint32)
-    w0 = tl.full([], 0x9E3779B9, tl.uint32)
-    w1 = tl.full([], 0xBB67AE85, tl.uint32)
-    for _ in tl.static_range(10):
-        hi0 = tl.umulhi(c0, m0)
-        lo0 = c0 * m0
-        hi1 = tl.umulhi(c2, m1)
-        lo1 = c2 * m1
-        c0 = hi1 ^ c1 ^ k0
-        c1 = lo1
-        c2 = hi0 ^ c3 ^ k1
-        c3 = lo0
-        k0 = k0 + w0
-        k1 = k1 + w1
+    c0, c1, c2, c3 = philox_at(seed_ptr, (e >> 6) * 16 + (e & 15))
     x = tl.where(slot == 0, c0, tl.where(slot == 1, c1, tl.where(slot == 2, c2, c3)))
     u = (((x >> 9).to(tl.int32)).to(tl.float32) + 0.5) * 1.1920928955078125e-07  # (0, 1), exact
     if F64:

@@ -23,6 +23,7 @@ from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.losses import register_autograd
 from gentk.ops.triton.gaussian import INTERPRETED, _can_launch
+from gentk.ops.triton.philox import philox_at
 
 KIND = {"bce": 0, "square": 1, "linear": 2, "hinge": 3, "abs": 4}
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -122,30 +123,7 @@ def _loss_term_kernel(x_ptr, t_ptr, gout_ptr, loss_ptr, grad_ptr, partial_ptr, n
 @triton.jit
 def _row_alpha(seed_ptr, row, like, F64: tl.constexpr):
     """gentk/losses.h gp_alpha(row): the first Philox word of counter `row`, as U[0, 1)."""
-    seed = tl.load(seed_ptr)
-    stream = tl.load(seed_ptr + 1)
-    zero = tl.zeros_like(like).to(tl.uint32)
-    k0 = (seed & 0xFFFFFFFF).to(tl.uint32)
-    k1 = ((seed >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    c0 = zero + (row & 0xFFFFFFFF).to(tl.uint32)
-    c1 = zero + ((row >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    c2 = zero + (stream & 0xFFFFFFFF).to(tl.uint32)
-    c3 = zero + ((stream >> 32) & 0xFFFFFFFF).to(tl.uint32)
-    m0 = tl.full([], 0xD2511F53, tl.uint32)
-    m1 = tl.full([], 0xCD9E8D57, tl.uint32)
-    w0 = tl.full([], 0x9E3779B9, tl.uint32)
-    w1 = tl.full([], 0xBB67AE85, tl.uint32)
-    for _ in tl.static_range(10):
-        hi0 = tl.umulhi(c0, m0)
-        lo0 = c0 * m0
-        hi1 = tl.umulhi(c2, m1)
-        lo1 = c2 * m1
-        c0 = hi1 ^ c1 ^ k0
-        c1 = lo1
-        c2 = hi0 ^ c3 ^ k1
-        c3 = lo0
-        k0 = k0 + w0
-        k1 = k1 + w1
+    c0, c1, c2, c3 = philox_at(seed_ptr, tl.zeros_like(like).to(tl.int64) + row)
     alpha = ((c0 >> 8).to(tl.int32)).to(tl.float32) * 5.9604644775390625e-08
     if F64:
         return alpha.to(tl.float64)
