@@ -31,6 +31,7 @@
 
 #include "gaussian_checks.h"
 #include "gentk/gaussian.h"
+#include "cuda/block_sum.cuh"
 #include "gentk/philox.h"
 
 namespace gentk {
@@ -172,24 +173,6 @@ __host__ __device__ __forceinline__ at::opmath_type<T> forward_unit(const Forwar
   return sum;
 }
 
-// Sum of `v` over the block, valid in thread 0. Every thread of the block must call it.
-template <class A>
-__device__ __forceinline__ A block_sum(A v) {
-  __shared__ A warp_sums[kThreads / 32];
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < static_cast<int>(blockDim.x >> 5) ? warp_sums[lane] : A(0);
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  }
-  return v;
-}
-
 template <class T, int kNoise, bool kPacked>
 __global__ void __launch_bounds__(kThreads) gaussian_forward_kernel(const ForwardArgs<T> a) {
   uint64_t seed = 0, stream = 0;
@@ -206,7 +189,7 @@ __global__ void __launch_bounds__(kThreads) gaussian_forward_kernel(const Forwar
     sum += forward_unit<kNoise, kPacked>(a, u, seed, stream);
   }
   if (a.kl_partial != nullptr) {
-    sum = block_sum(sum);
+    sum = block_sum<kThreads>(sum);
     if (threadIdx.x == 0) a.kl_partial[blockIdx.x] = sum;
   }
 }
@@ -216,7 +199,7 @@ template <class T, class A>
 __global__ void __launch_bounds__(kThreads) kl_finalize_kernel(const A* partial, int count, double scale, T* out) {
   double s = 0;
   for (int i = threadIdx.x; i < count; i += blockDim.x) s += static_cast<double>(partial[i]);
-  s = block_sum(s);
+  s = block_sum<kThreads>(s);
   if (threadIdx.x == 0) *out = static_cast<T>(s * scale);
 }
 

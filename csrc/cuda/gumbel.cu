@@ -32,6 +32,7 @@
 #include <torch/library.h>
 
 #include "gentk/gumbel.h"
+#include "cuda/block_sum.cuh"
 #include "gentk/philox.h"
 #include "gumbel_checks.h"
 
@@ -76,22 +77,6 @@ __device__ __forceinline__ void group_argmax(A& m, int& arg, int width) {
       arg = oa;
     }
   }
-}
-
-// Sum over the block, valid in thread 0. Every thread of the block must call it.
-template <class A>
-__device__ __forceinline__ A block_sum(A v) {
-  __shared__ A warp_sums[kThreads / 32];
-  v = group_sum(v, 32);
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < static_cast<int>(blockDim.x >> 5) ? warp_sums[lane] : A(0);
-    v = group_sum(v, 32);
-  }
-  return v;
 }
 
 // ---- gumbel_softmax ------------------------------------------------------------------------
@@ -320,7 +305,7 @@ __global__ void __launch_bounds__(kThreads) kl_forward_kernel(const KlArgs<T> a)
     }
   }
   if (a.partial != nullptr) {
-    total = block_sum(total);
+    total = block_sum<kThreads>(total);
     if (threadIdx.x == 0) a.partial[blockIdx.x] = total;
   }
 }
@@ -329,7 +314,7 @@ template <class T, class A>
 __global__ void __launch_bounds__(kThreads) kl_finalize_kernel(const A* partial, int count, double scale, T* out) {
   double s = 0;
   for (int i = threadIdx.x; i < count; i += blockDim.x) s += static_cast<double>(partial[i]);
-  s = block_sum(s);
+  s = block_sum<kThreads>(s);
   if (threadIdx.x == 0) *out = static_cast<T>(s * scale);
 }
 

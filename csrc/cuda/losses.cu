@@ -24,6 +24,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "cuda/block_sum.cuh"
+
 #include "gentk/losses.h"
 #include "losses_checks.h"
 
@@ -48,23 +50,6 @@ struct CudaMath {
   template <class T>
   static __device__ __forceinline__ T step(T x) { return x > T(0) ? T(1) : T(0); }
 };
-
-template <class A>
-__device__ __forceinline__ A block_sum(A v) {
-  __shared__ A warp_sums[kThreads / 32];
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < static_cast<int>(blockDim.x >> 5) ? warp_sums[lane] : A(0);
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  }
-  return v;
-}
 
 int grid_size(int64_t work) {
   int device = 0;
@@ -121,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) loss_term_kernel(const TermArgs<T> a
     }
   }
   if (a.partial != nullptr) {
-    sum = block_sum(sum);
+    sum = block_sum<kThreads>(sum);
     if (threadIdx.x == 0) a.partial[blockIdx.x] = sum;
   }
 }
@@ -133,9 +118,9 @@ __global__ void __launch_bounds__(kThreads) finalize_kernel(const A* partial, in
   double s1 = 0, s2 = 0;
   for (int i = threadIdx.x; i < count1; i += blockDim.x) s1 += static_cast<double>(partial[i]);
   for (int i = threadIdx.x; i < count2; i += blockDim.x) s2 += static_cast<double>(partial[count1 + i]);
-  s1 = block_sum(s1);
+  s1 = block_sum<kThreads>(s1);
   __syncthreads();
-  s2 = block_sum(s2);
+  s2 = block_sum<kThreads>(s2);
   if (threadIdx.x == 0) *out = static_cast<T>((count1 ? s1 * scale1 : 0.0) + (count2 ? s2 * scale2 : 0.0));
 }
 
@@ -407,7 +392,7 @@ __global__ void __launch_bounds__(kThreads) row_sumsq_kernel(const T* x, int64_t
       const op_t v = static_cast<op_t>(x[r * cols + c]);
       s += v * v;
     }
-    const double total = block_sum(static_cast<double>(s));
+    const double total = block_sum<kThreads>(static_cast<double>(s));
     if (threadIdx.x == 0) out[r] = total;
     __syncthreads();
   }
@@ -422,7 +407,7 @@ __global__ void __launch_bounds__(kThreads) penalty_finalize_kernel(const double
     const double d = r1 ? sumsq[r] : (::sqrt(sumsq[r]) - target) * (::sqrt(sumsq[r]) - target);
     s += d;
   }
-  s = block_sum(s);
+  s = block_sum<kThreads>(s);
   if (threadIdx.x == 0) *out = static_cast<T>(rows > 0 ? s / static_cast<double>(rows) : NAN);
 }
 
