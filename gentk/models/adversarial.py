@@ -1,0 +1,114 @@
+"""What gentk's GANs share: the adversarial objective chosen by name (through gentk's fused
+losses and gradient penalty), the critic/generator step schedule (``n_critic``), DCGAN's
+N(0, 0.02) initialisation and switching a network's gradients off while the other trains.
+
+A model subclasses :class:`AdversarialModel`, lists ``loss``, ``n_critic`` and ``lambda_gp``
+among its own constructor arguments (the CLI fills constructor arguments by name) and
+implements ``d_step(batch)`` and ``g_step(batch)``, each returning ``{loss name: float}``.
+One trainer step is one critic update; every ``n_critic``-th step also updates the generator.
+"""
+from torch import nn
+
+import gentk
+from gentk.models.base import GenerativeModel
+
+#: --loss choices: the original minimax with the non-saturating generator, least squares,
+#: hinge, and Wasserstein with the gradient penalty (Gulrajani et al. 2017)
+ADVERSARIAL_LOSSES = ("bce", "lsgan", "hinge", "wgan-gp")
+_CRITIC_MODE = {"bce": "bce", "lsgan": "lsgan", "hinge": "hinge", "wgan-gp": "wgan"}
+_GENERATOR_MODE = {"bce": "nonsaturating", "lsgan": "lsgan", "hinge": "hinge", "wgan-gp": "wgan"}
+
+
+def check_adversarial(model, loss, n_critic, lambda_gp):
+    if loss not in ADVERSARIAL_LOSSES:
+        raise ValueError(f"{model}: unknown loss {loss!r}; choose one of {', '.join(ADVERSARIAL_LOSSES)}")
+    if not isinstance(n_critic, int) or n_critic < 1:
+        raise ValueError(f"{model}: n_critic must be a positive integer, got {n_critic!r}")
+    if not lambda_gp >= 0:
+        raise ValueError(f"{model}: lambda_gp must be >= 0, got {lambda_gp!r}")
+
+
+def critic_loss(loss, real_logits, fake_logits, *, real_label=1.0, fake_label=0.0):
+    """The critic's adversarial term for ``loss`` (one fused call over real and fake)."""
+    labels = dict(real_label=real_label, fake_label=fake_label) if loss in ("bce", "lsgan") else {}
+    return gentk.discriminator_loss(real_logits, fake_logits, _CRITIC_MODE[loss], **labels)
+
+
+def generator_loss(loss, fake_logits):
+    """The generator's adversarial term for ``loss``."""
+    return gentk.generator_loss(fake_logits, _GENERATOR_MODE[loss])
+
+
+def gradient_penalty(critic, real, fake):
+    """WGAN-GP's penalty; ``critic`` maps images to one value per sample (wrap a
+    conditional critic or a patch map: ``lambda x: D(x, y).flatten(1).sum(1)``)."""
+    return gentk.gradient_penalty(critic, real.detach(), fake.detach(), kind="wgan-gp")
+
+
+def init_normal(module, std=0.02):
+    """DCGAN's initialisation: conv / linear weights ~ N(0, std), norm scales ~ N(1, std),
+    biases 0. Use as ``net.apply(init_normal)``."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, 0.0, std)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and \
+            getattr(module, "weight", None) is not None:
+        nn.init.normal_(module.weight, 1.0, std)
+        nn.init.zeros_(module.bias)
+
+
+def set_requires_grad(nets, flag):
+    """Switch parameter gradients of one or more networks (the critic's while G trains)."""
+    for net in nets if isinstance(nets, (list, tuple)) else [nets]:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+class AdversarialModel(GenerativeModel):
+    default_loss = "bce"
+    default_n_critic = 1
+    default_lambda_gp = 10.0
+
+    def __init__(self, *, loss, n_critic, lambda_gp, **config):
+        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, **config)
+        check_adversarial(self.name, loss, n_critic, lambda_gp)
+        self.loss, self.n_critic, self.lambda_gp = loss, n_critic, lambda_gp
+        self.critic_steps = 0
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument("--loss", choices=ADVERSARIAL_LOSSES, default=cls.default_loss,
+                            help=f"adversarial loss (default {cls.default_loss})")
+        parser.add_argument("--n-critic", dest="n_critic", type=int, default=cls.default_n_critic,
+                            help=f"critic updates per generator update (default {cls.default_n_critic})")
+        parser.add_argument("--lambda-gp", dest="lambda_gp", type=float, default=cls.default_lambda_gp,
+                            help=f"gradient-penalty weight for --loss wgan-gp (default {cls.default_lambda_gp:g})")
+
+    def d_step(self, batch):
+        raise NotImplementedError
+
+    def g_step(self, batch):
+        raise NotImplementedError
+
+    def train_step(self, batch):
+        losses = self.d_step(batch)
+        self.critic_steps += 1
+        if self.critic_steps % self.n_critic == 0:
+            losses.update(self.g_step(batch))
+        return losses
+
+    def critic_objective(self, critic, real, fake, real_logits, fake_logits, **labels):
+        """The critic's adversarial loss plus, for wgan-gp, lambda_gp times the penalty
+        (``critic`` as for :func:`gradient_penalty`). Returns (total, {name: float})."""
+        adv = critic_loss(self.loss, real_logits, fake_logits, **labels)
+        if self.loss != "wgan-gp" or self.lambda_gp == 0:
+            return adv, {"d_adv": adv.item()}
+        gp = gradient_penalty(critic, real, fake)
+        return adv + self.lambda_gp * gp, {"d_adv": adv.item(), "gp": gp.item()}
+
+    def extra_state(self):
+        return {"critic_steps": self.critic_steps}
+
+    def load_extra_state(self, state):
+        self.critic_steps = int(state.get("critic_steps", 0))
