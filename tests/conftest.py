@@ -33,3 +33,47 @@ def _restore_backend():
 def pytest_report_header(config):
     return (f"gentk extension loaded: {gentk.extension_available()}, cpu capability "
             f"{torch.backends.cpu.get_cpu_capability()}, backends under test: {', '.join(CPU_BACKENDS)}")
+
+
+CPU_ISAS = ("default", "avx2", "avx512")
+
+
+def assert_every_isa_agrees(tmp_path, script, exact=lambda key: False, rtol=2e-5, atol=2e-5):
+    """Run ``script`` (which torch.save()s a dict of tensors or tuples of tensors to argv[1])
+    once per CPU instruction-set build, forced with ATEN_CPU_CAPABILITY, and check that every
+    build gives the default build's results (bit for bit for the keys ``exact`` names).
+    Returns the default build's results."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "isa.py"
+    path.write_text(script)
+    results = {}
+    for isa in CPU_ISAS:
+        out = tmp_path / f"{isa}.pt"
+        subprocess.run([sys.executable, str(path), str(out)], check=True, timeout=300,
+                       env=dict(os.environ, ATEN_CPU_CAPABILITY=isa))
+        results[isa] = torch.load(out)
+    base = results["default"]
+    for isa, res in results.items():
+        for key in base:
+            pairs = zip(*(v if isinstance(v, (tuple, list)) else (v,) for v in (res[key], base[key])))
+            for a, b in pairs:
+                if exact(key):
+                    assert torch.equal(a, b), f"{isa} {key}"
+                else:
+                    torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=f"{isa} {key}")
+    return base
+
+
+def cuda_kernel_marks(op):
+    """``pytestmark`` for tests of gentk's CUDA kernels: skipped, with the reason, unless a
+    CUDA device is present and gentk._C was built with a CUDA kernel for ``op``."""
+    reason = None
+    if not torch.cuda.is_available():
+        reason = "no CUDA device"
+    elif not gentk.extension_available():
+        reason = "gentk._C cannot be loaded"
+    elif not torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"):
+        reason = f"gentk._C was built without a CUDA kernel for {op}"
+    return [pytest.mark.cuda, pytest.mark.skipif(reason is not None, reason=reason or "")]

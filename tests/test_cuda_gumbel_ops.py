@@ -9,21 +9,9 @@ import math
 import pytest
 import torch
 
+from conftest import cuda_kernel_marks
 
-def _cuda_status():
-    if not torch.cuda.is_available():
-        return False, "no CUDA device"
-    try:
-        import gentk._C  # noqa: F401
-    except Exception as exc:
-        return False, f"gentk._C cannot be loaded ({type(exc).__name__}: {exc})"
-    if not torch._C._dispatch_has_kernel_for_dispatch_key("gentk::gumbel_softmax", "CUDA"):
-        return False, "gentk._C was built without CUDA kernels"
-    return True, ""
-
-
-_OK, _WHY = _cuda_status()
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not _OK, reason=_WHY)]
+pytestmark = cuda_kernel_marks("gentk::gumbel_softmax")
 
 ops = torch.ops.gentk
 DEV = "cuda"

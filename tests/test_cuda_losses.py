@@ -8,21 +8,9 @@ Skipped unless a CUDA device is present and gentk._C was built with its CUDA ker
 import pytest
 import torch
 
+from conftest import cuda_kernel_marks
 
-def _cuda_status():
-    if not torch.cuda.is_available():
-        return False, "no CUDA device"
-    try:
-        import gentk._C  # noqa: F401  (registers the gentk:: ops)
-    except Exception as exc:  # not built, or built against another torch
-        return False, f"gentk._C cannot be loaded ({type(exc).__name__}: {exc})"
-    if not torch._C._dispatch_has_kernel_for_dispatch_key("gentk::discriminator_loss", "CUDA"):
-        return False, "gentk._C was built without the CUDA loss kernels"
-    return True, ""
-
-
-_OK, _WHY = _cuda_status()
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not _OK, reason=_WHY)]
+pytestmark = cuda_kernel_marks("gentk::discriminator_loss")
 
 import gentk  # noqa: E402
 from gentk.ops.reference import losses as ref  # noqa: E402

@@ -1,8 +1,5 @@
 """The registered gentk:: ops of the Gumbel family: gradcheck in float64, opcheck,
 torch.compile(fullgraph=True), and every CPU instruction-set build."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -10,6 +7,7 @@ import torch
 
 import gentk
 from gentk.ops.reference import gumbel as ref
+from conftest import assert_every_isa_agrees
 
 pytestmark = pytest.mark.skipif(not gentk.extension_available(), reason="gentk._C not built")
 ops = torch.ops.gentk
@@ -131,18 +129,4 @@ ISA_SCRIPT = textwrap.dedent("""
 def test_every_cpu_isa_build_agrees(tmp_path):
     """Each instruction-set build (forced with ATEN_CPU_CAPABILITY) draws the same noise and
     gives the same results."""
-    script = tmp_path / "isa.py"
-    script.write_text(ISA_SCRIPT)
-    results = {}
-    for isa in ("default", "avx2", "avx512"):
-        out = tmp_path / f"{isa}.pt"
-        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
-        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env, timeout=300)
-        results[isa] = torch.load(out)
-    base = results["default"]
-    for isa, res in results.items():
-        for key in base:
-            if key.startswith("hard"):
-                assert torch.equal(res[key], base[key]), f"{isa} {key}"
-            else:
-                torch.testing.assert_close(res[key], base[key], rtol=2e-5, atol=2e-5, msg=f"{isa} {key}")
+    assert_every_isa_agrees(tmp_path, ISA_SCRIPT, exact=lambda key: key.startswith("hard"))

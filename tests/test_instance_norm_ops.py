@@ -1,7 +1,6 @@
 """The registered gentk::instance_norm ops: gradcheck in float64, opcheck,
 torch.compile(fullgraph=True) with running statistics, and every CPU instruction-set
 build."""
-import os
 import subprocess
 import sys
 import textwrap
@@ -11,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import gentk
+from conftest import assert_every_isa_agrees
 
 pytestmark = pytest.mark.skipif(not gentk.extension_available(), reason="gentk._C not built")
 ops = torch.ops.gentk
@@ -138,19 +138,7 @@ ISA_SCRIPT = textwrap.dedent("""
 
 def test_every_cpu_isa_build_agrees(tmp_path):
     """Each instruction-set build (forced with ATEN_CPU_CAPABILITY) gives the same results."""
-    script = tmp_path / "isa.py"
-    script.write_text(ISA_SCRIPT)
-    results = {}
-    for isa in ("default", "avx2", "avx512"):
-        out = tmp_path / f"{isa}.pt"
-        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
-        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env, timeout=300)
-        results[isa] = torch.load(out)
-    base = results["default"]
-    for isa, res in results.items():
-        for layout in base:
-            for a, b in zip(res[layout], base[layout]):
-                torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5, msg=f"{isa} {layout}")
+    base = assert_every_isa_agrees(tmp_path, ISA_SCRIPT)
     # and the two layouts agree with each other
     for a, b in zip(base["nchw"], base["nhwc"]):
         torch.testing.assert_close(a, b, rtol=2e-5, atol=2e-5)

@@ -1,9 +1,6 @@
 """The registered gentk:: ops of the loss family: gradcheck (and gradgradcheck of the
 penalty) in float64, opcheck, torch.compile(fullgraph=True) over the losses, and every
 CPU instruction-set build."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -11,6 +8,7 @@ import torch
 
 import gentk
 from gentk.ops.reference import losses as ref
+from conftest import assert_every_isa_agrees
 
 pytestmark = pytest.mark.skipif(not gentk.extension_available(), reason="gentk._C not built")
 ops = torch.ops.gentk
@@ -135,20 +133,7 @@ ISA_SCRIPT = textwrap.dedent("""
 
 def test_every_cpu_isa_build_agrees(tmp_path):
     """Each instruction-set build (forced with ATEN_CPU_CAPABILITY) gives the same results."""
-    script = tmp_path / "isa.py"
-    script.write_text(ISA_SCRIPT)
-    results = {}
-    for isa in ("default", "avx2", "avx512"):
-        out = tmp_path / f"{isa}.pt"
-        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
-        subprocess.run([sys.executable, str(script), str(out)], check=True, env=env, timeout=300)
-        results[isa] = torch.load(out)
-    base = results["default"]
-    for isa, res in results.items():
-        for key in base:
-            a, b = res[key], base[key]
-            for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
-                torch.testing.assert_close(x, y, rtol=2e-5, atol=2e-5, msg=f"{isa} {key}")
+    assert_every_isa_agrees(tmp_path, ISA_SCRIPT)
 
 
 def test_gradient_penalty_runs_eagerly_beside_a_compiled_critic():

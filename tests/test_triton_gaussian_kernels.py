@@ -1,15 +1,11 @@
 """The Triton Gaussian ops (gentk::*_triton) against the compiled CPU ops and the formulas.
 
 Without a CUDA device the kernels run in the Triton interpreter on CPU tensors
-(TRITON_INTERPRET=1 must be set before triton is imported).
+(conftest.py sets TRITON_INTERPRET=1 before triton is imported).
 """
-import os
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 triton = pytest.importorskip("triton")
 

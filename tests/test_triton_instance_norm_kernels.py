@@ -2,15 +2,11 @@
 reference: values, every gradient, both memory formats, running statistics, opcheck.
 
 Without a CUDA device the kernels run in the Triton interpreter on CPU tensors
-(TRITON_INTERPRET=1 must be set before triton is imported), on small shapes.
+(conftest.py sets TRITON_INTERPRET=1 before triton is imported), on small shapes.
 """
-import os
 
 import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 triton = pytest.importorskip("triton")
 
