@@ -31,14 +31,13 @@
 
 #include "gaussian_checks.h"
 #include "gentk/gaussian.h"
-#include "cuda/block_sum.cuh"
+#include "cuda/launch.cuh"
 #include "gentk/philox.h"
 
 namespace gentk {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kBlocksPerSm = 8;   // 2048 resident threads per SM at 256 threads per block
 constexpr int kUnit = 4;          // elements per thread per loop step
 
 // Where a unit's noise comes from, which is also whether a sample is involved at all.
@@ -194,15 +193,6 @@ __global__ void __launch_bounds__(kThreads) gaussian_forward_kernel(const Forwar
   }
 }
 
-// out = scale * (sum of the per-block partials), added in a fixed order (deterministic).
-template <class T, class A>
-__global__ void __launch_bounds__(kThreads) kl_finalize_kernel(const A* partial, int count, double scale, T* out) {
-  double s = 0;
-  for (int i = threadIdx.x; i < count; i += blockDim.x) s += static_cast<double>(partial[i]);
-  s = block_sum<kThreads>(s);
-  if (threadIdx.x == 0) *out = static_cast<T>(s * scale);
-}
-
 // ---- backward ---------------------------------------------------------------------------
 
 template <class T>
@@ -293,16 +283,6 @@ __global__ void __launch_bounds__(kThreads) gaussian_backward_kernel(const Backw
 
 // ---- launch helpers ------------------------------------------------------------------------
 
-int grid_size(int64_t units) {
-  int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  int sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t wanted = (units + kThreads - 1) / kThreads;
-  const int64_t cap = static_cast<int64_t>(sms > 0 ? sms : 1) * kBlocksPerSm;
-  return static_cast<int>(std::max<int64_t>(1, std::min(wanted, cap)));
-}
-
 // Calls f(std::integral_constant<int, kNoise>, std::bool_constant<kPacked>). Philox noise
 // always uses the strided layout; the other sources use the packed one when aligned.
 template <class F>
@@ -328,7 +308,7 @@ void launch_forward(const ForwardArgs<T>& args, int noise, bool reduce, double s
   dispatch_layout(noise, packable, [&](auto noise_c, auto packed_c) {
     constexpr int kNoise = decltype(noise_c)::value;
     constexpr bool kPacked = decltype(packed_c)::value;
-    const int blocks = grid_size(Layout<kPacked>::units(args.n));
+    const int blocks = grid_size(Layout<kPacked>::units(args.n), kThreads);
     ForwardArgs<T> a = args;
     at::Tensor partial;
     if (reduce) {
@@ -338,7 +318,7 @@ void launch_forward(const ForwardArgs<T>& args, int noise, bool reduce, double s
     gaussian_forward_kernel<T, kNoise, kPacked><<<blocks, kThreads, 0, stream>>>(a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (reduce) {
-      kl_finalize_kernel<T, op_t><<<1, kThreads, 0, stream>>>(a.kl_partial, blocks, scale, kl_out);
+      sum_partials_kernel<kThreads, T, op_t><<<1, kThreads, 0, stream>>>(a.kl_partial, blocks, scale, kl_out);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
   });
@@ -353,7 +333,7 @@ void launch_backward(const BackwardArgs<T>& a, int noise) {
   dispatch_layout(noise, packable, [&](auto noise_c, auto packed_c) {
     constexpr int kNoise = decltype(noise_c)::value;
     constexpr bool kPacked = decltype(packed_c)::value;
-    const int blocks = grid_size(Layout<kPacked>::units(a.n));
+    const int blocks = grid_size(Layout<kPacked>::units(a.n), kThreads);
     gaussian_backward_kernel<T, kNoise, kPacked><<<blocks, kThreads, 0, stream>>>(a);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

@@ -32,7 +32,7 @@
 #include <torch/library.h>
 
 #include "gentk/gumbel.h"
-#include "cuda/block_sum.cuh"
+#include "cuda/launch.cuh"
 #include "gentk/philox.h"
 #include "gumbel_checks.h"
 
@@ -40,7 +40,6 @@ namespace gentk {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kBlocksPerSm = 8;
 
 enum NoiseSource : int { kNoNoise = 0, kNoiseGiven = 1, kNoisePhilox = 2 };
 
@@ -310,14 +309,6 @@ __global__ void __launch_bounds__(kThreads) kl_forward_kernel(const KlArgs<T> a)
   }
 }
 
-template <class T, class A>
-__global__ void __launch_bounds__(kThreads) kl_finalize_kernel(const A* partial, int count, double scale, T* out) {
-  double s = 0;
-  for (int i = threadIdx.x; i < count; i += blockDim.x) s += static_cast<double>(partial[i]);
-  s = block_sum<kThreads>(s);
-  if (threadIdx.x == 0) *out = static_cast<T>(s * scale);
-}
-
 template <class T, int kTpr>
 __global__ void __launch_bounds__(kThreads) kl_backward_kernel(const KlArgs<T> a) {
   using op_t = at::opmath_type<T>;
@@ -346,16 +337,6 @@ __global__ void __launch_bounds__(kThreads) kl_backward_kernel(const KlArgs<T> a
 }
 
 // ---- launch helpers --------------------------------------------------------------------------
-
-int grid_size(int64_t rows, int rows_per_block) {
-  int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  int sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t wanted = (rows + rows_per_block - 1) / rows_per_block;
-  const int64_t cap = static_cast<int64_t>(sms > 0 ? sms : 1) * kBlocksPerSm;
-  return static_cast<int>(std::max<int64_t>(1, std::min(wanted, cap)));
-}
 
 // Calls f(std::integral_constant<int, kTpr>, std::integral_constant<int, kCache>) for K:
 // K <= 128: 4 elements per lane on the fewest lanes; K <= 1024: a warp, 32 per lane in
@@ -529,7 +510,7 @@ at::Tensor categorical_kl_uniform_cuda(const at::Tensor& logits_in, bool reduce,
       kl_forward_kernel<scalar_t, kTpr><<<blocks, kThreads, 0, stream>>>(a);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       if (reduce) {
-        kl_finalize_kernel<scalar_t, op_t><<<1, kThreads, 0, stream>>>(a.partial, blocks, scale,
+        sum_partials_kernel<kThreads, scalar_t, op_t><<<1, kThreads, 0, stream>>>(a.partial, blocks, scale,
                                                                        kl.mutable_data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       }

@@ -24,7 +24,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "cuda/block_sum.cuh"
+#include "cuda/launch.cuh"
 
 #include "gentk/losses.h"
 #include "losses_checks.h"
@@ -33,7 +33,6 @@ namespace gentk {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kBlocksPerSm = 8;
 
 // Math policy of gentk/losses.h for float and double.
 struct CudaMath {
@@ -50,16 +49,6 @@ struct CudaMath {
   template <class T>
   static __device__ __forceinline__ T step(T x) { return x > T(0) ? T(1) : T(0); }
 };
-
-int grid_size(int64_t work) {
-  int device = 0;
-  C10_CUDA_CHECK(cudaGetDevice(&device));
-  int sms = 0;
-  C10_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int64_t wanted = (work + kThreads - 1) / kThreads;
-  const int64_t cap = static_cast<int64_t>(sms > 0 ? sms : 1) * kBlocksPerSm;
-  return static_cast<int>(std::max<int64_t>(1, std::min(wanted, cap)));
-}
 
 // ---- elementwise terms --------------------------------------------------------------------
 
@@ -150,7 +139,9 @@ at::Tensor reduced_loss(const Term* terms, int count, double extra_scale) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, ref.scalar_type(), "gentk_reduced_loss", [&] {
     using op_t = at::opmath_type<scalar_t>;
     int blocks[2] = {0, 0};
-    for (int t = 0; t < count; ++t) blocks[t] = terms[t].x->numel() > 0 ? grid_size(terms[t].x->numel()) : 0;
+    for (int t = 0; t < count; ++t) {
+      blocks[t] = terms[t].x->numel() > 0 ? grid_size(terms[t].x->numel(), kThreads) : 0;
+    }
     at::Tensor partial = at::empty({std::max(1, blocks[0] + blocks[1])},
                                    ref.options().dtype(c10::CppTypeToScalarType<op_t>::value));
     int offset = 0;
@@ -198,7 +189,7 @@ void elementwise_loss(const at::Tensor& x, TermSpec spec, const at::Tensor* targ
     a.accumulate = accumulate;
     a.grad_scale = 1.0;
     dispatch_kind(spec.kind, [&](auto k) {
-      loss_term_kernel<decltype(k)::value, scalar_t><<<grid_size(a.n), kThreads, 0, stream>>>(a);
+      loss_term_kernel<decltype(k)::value, scalar_t><<<grid_size(a.n, kThreads), kThreads, 0, stream>>>(a);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -221,7 +212,7 @@ at::Tensor term_grad(const at::Tensor& grad_in, const at::Tensor& x, TermSpec sp
     else a.grad_scalar = grad.data_ptr<scalar_t>();
     a.grad = out.data_ptr<scalar_t>();
     dispatch_kind(spec.kind, [&](auto k) {
-      loss_term_kernel<decltype(k)::value, scalar_t><<<grid_size(a.n), kThreads, 0, stream>>>(a);
+      loss_term_kernel<decltype(k)::value, scalar_t><<<grid_size(a.n, kThreads), kThreads, 0, stream>>>(a);
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
