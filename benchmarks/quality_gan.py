@@ -30,12 +30,13 @@ from gentk.models import build
 from gentk.train import Trainer, save_grid
 
 N_SAMPLES = 2000
-#: the budget and settings of each model's run (conv G/D of gentk.models.dcgan_nets at half
-#: the paper's width so that a run fits ~10 minutes of one core)
+#: the budget and settings of each model's run: the conv G/D of gentk.models.dcgan_nets at a
+#: quarter of the paper's width (16 instead of 64 channels), so that a run fits ~10 minutes
+#: of one core on a machine shared with other jobs
 SETTINGS = {
-    "gan": dict(config=dict(arch="conv", width=32, loss="bce"), steps=1500, batch_size=64),
-    "cgan": dict(config=dict(arch="conv", width=32, loss="bce"), steps=1500, batch_size=64),
-    "infogan": dict(config=dict(arch="conv", width=32, loss="bce"), steps=1500, batch_size=64),
+    "gan": dict(config=dict(arch="conv", width=16, loss="bce"), steps=1200, batch_size=64),
+    "cgan": dict(config=dict(arch="conv", width=16, loss="bce"), steps=1200, batch_size=64),
+    "infogan": dict(config=dict(arch="conv", width=16, loss="bce"), steps=1200, batch_size=64),
 }
 
 
