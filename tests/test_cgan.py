@@ -121,3 +121,9 @@ def test_bad_settings():
         model.sample(2, labels=torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="batches must be"):
         model.train_step(torch.rand(4, 1, 16, 16))
+
+
+def test_profile_runs(capsys):
+    assert cli.main(["profile", "cgan", "--resolution", "16", "--width", "8", "--batch-size", "8", "--steps", "1",
+                     "--warmup", "0", "--threads", "1"]) == 0
+    assert "speedup" in capsys.readouterr().out
