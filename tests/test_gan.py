@@ -107,3 +107,12 @@ def test_unconditional_sample_rejects_labels(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["sample", out, "--labels", "1"]) == 2
     assert "unconditional" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["gan", "cgan", "infogan"])
+def test_bf16_autocast_with_the_gradient_penalty(name):
+    torch.manual_seed(0)
+    model = build(name, resolution=16, width=8, noise=8, loss="wgan-gp")
+    model.set_precision("bf16")
+    losses = model.train_step((torch.rand(8, 1, 16, 16), torch.randint(0, 10, (8,))))
+    assert "gp" in losses and all(math.isfinite(v) for v in losses.values())

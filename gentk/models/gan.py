@@ -87,7 +87,7 @@ class GAN(AdversarialModel):
         z = torch.randn(len(real), self.noise, device=real.device)
         with self.autocast():
             with torch.no_grad():
-                fake = self.generator(z, labels)
+                fake = self.generator(z, labels).to(real.dtype)
             real_logits = self.discriminator(real, labels)
             fake_logits = self.discriminator(fake, labels)
             total, parts = self.critic_objective(lambda x: self.discriminator(x, labels).view(-1), real, fake,

@@ -108,7 +108,7 @@ class InfoGAN(GAN):
         category, cont = self.draw_codes(n, device)
         with self.autocast():
             with torch.no_grad():
-                fake = self.generator(self.generator_input(z, category, cont))
+                fake = self.generator(self.generator_input(z, category, cont)).to(real.dtype)
             real_logits = self.discriminator(real)
             fake_logits, fake_features = self.discriminator(fake, features=True)
             adv, parts = self.critic_objective(lambda x: self.discriminator(x).view(-1), real, fake,
