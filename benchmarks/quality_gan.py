@@ -35,7 +35,7 @@ N_SAMPLES = 2000
 #: of one core on a machine shared with other jobs
 SETTINGS = {
     "gan": dict(config=dict(arch="conv", width=16, loss="bce"), steps=1200, batch_size=64),
-    "cgan": dict(config=dict(arch="conv", width=16, loss="bce"), steps=1200, batch_size=64),
+    "cgan": dict(config=dict(arch="conv", width=32, loss="bce"), steps=1400, batch_size=64),
     "infogan": dict(config=dict(arch="conv", width=16, loss="bce"), steps=1200, batch_size=64),
 }
 
@@ -93,8 +93,8 @@ def evaluate(name, model, evaluator, train_set, held_out, out):
         for grid_name, grid in model.code_sweeps(generator=torch.Generator().manual_seed(0)).items():
             save_grid(os.path.join(out, f"{grid_name}.png"), grid, nrow=8)
     if name == "cgan":
-        save_grid(os.path.join(out, "samples_by_class.png"), model.class_grid(generator=torch.Generator().manual_seed(0)),
-                  nrow=8)
+        grid = model.class_grid(generator=torch.Generator().manual_seed(0))
+        save_grid(os.path.join(out, "samples_by_class.png"), grid, nrow=8)
     save_grid(os.path.join(out, "quality_samples.png"), samples[:100], nrow=10)
     return result
 

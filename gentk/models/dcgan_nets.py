@@ -11,8 +11,10 @@ with two 240-unit maxout layers (5 pieces) and dropout.
 
 Conditioning (cgan, ``classes > 0``): each network holds its own label embedding
 (``embed_dim`` values, N(0, 1) init); G concatenates it to the noise, the conv D to the
-image as constant channel maps, the MLP D to the flattened image. ``norm=False`` drops D's batch norm: WGAN-GP penalises per-example input
-gradients, which batch statistics would couple across the batch (Gulrajani et al. 2017).
+image as constant channel maps, the MLP D to the flattened image.
+
+``norm=False`` drops D's batch norm: WGAN-GP penalises per-example input gradients, which
+batch statistics would couple across the batch (Gulrajani et al. 2017).
 """
 import torch
 from torch import nn

@@ -25,10 +25,11 @@ class GAN(AdversarialModel):
     data_kind = "labelled"
     default_noise = 100
 
-    def __init__(self, arch="conv", noise=100, width=64, resolution=28, channels=1, lr=2e-4, beta1=0.5,
+    def __init__(self, arch="conv", noise=100, width=64, resolution=28, channels=1, lr=2e-4, lr_g=None, beta1=0.5,
                  beta2=0.999, loss="bce", n_critic=1, lambda_gp=10.0, **extra):
         super().__init__(arch=arch, noise=noise, width=width, resolution=resolution, channels=channels, lr=lr,
-                         beta1=beta1, beta2=beta2, loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, **extra)
+                         lr_g=lr_g, beta1=beta1, beta2=beta2, loss=loss, n_critic=n_critic, lambda_gp=lambda_gp,
+                         **extra)
         check_arch(self.name, arch, resolution)
         if noise < 1:
             raise ValueError(f"{self.name}: noise must be at least 1, got {noise}")
@@ -36,13 +37,16 @@ class GAN(AdversarialModel):
             raise ValueError(f"{self.name}: width must be at least 1, got {width}")
         if not lr > 0:
             raise ValueError(f"{self.name}: lr must be positive, got {lr}")
+        if lr_g is not None and not lr_g > 0:
+            raise ValueError(f"{self.name}: lr_g must be positive, got {lr_g}")
         self.noise = noise
         self.generator = init_weights(Generator(self.generator_inputs(), channels, resolution, arch, width,
                                                 **self.condition_args()))
         self.discriminator = init_weights(Discriminator(channels, resolution, arch, width, norm=loss != "wgan-gp",
                                                         **self.condition_args()))
         self.build_heads()
-        self.optimizer_g = torch.optim.Adam(self.generator_parameters(), lr=lr, betas=(beta1, beta2))
+        self.optimizer_g = torch.optim.Adam(self.generator_parameters(), lr=lr if lr_g is None else lr_g,
+                                            betas=(beta1, beta2))
         self.optimizer_d = torch.optim.Adam(self.critic_parameters(), lr=lr, betas=(beta1, beta2))
 
     @classmethod
@@ -52,6 +56,8 @@ class GAN(AdversarialModel):
         parser.add_argument("--noise", type=int, default=cls.default_noise,
                             help=f"noise dimensions (default {cls.default_noise})")
         parser.add_argument("--width", type=int, default=64, help="conv channels of the first D layer (default 64)")
+        parser.add_argument("--lr-g", dest="lr_g", type=float, default=None,
+                            help="generator learning rate (default: --lr; InfoGAN's paper used 1e-3 with D at 2e-4)")
         super().add_arguments(parser)
 
     # --- what conditional variants change -------------------------------------------------
