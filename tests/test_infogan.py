@@ -124,3 +124,21 @@ def test_sample_sweeps_flag_and_labels_rejected(tmp_path, capsys):
 def test_bad_settings(bad, message):
     with pytest.raises(ValueError, match=message):
         build("infogan", **bad)
+
+
+def test_info_head_only_keeps_the_term_out_of_the_body():
+    x = torch.rand(8, 1, 16, 16)
+
+    def body_grads(**kw):
+        model = tiny_model(**kw)
+        torch.manual_seed(1)
+        model.d_step((x,))
+        return [p.grad.clone() for p in model.discriminator.body.parameters()], model
+
+    head_only, model = body_grads(info_trains_body=False)
+    assert model.q_head[0].weight.grad.abs().sum() > 0  # Q's head still learns
+    without_info, _ = body_grads(lambda_cat=0.0, lambda_cont=0.0)
+    with_info, _ = body_grads()
+    for a, b in zip(head_only, without_info):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.allclose(a, b) for a, b in zip(head_only, with_info))

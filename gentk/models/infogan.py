@@ -11,7 +11,9 @@ with lambda_cat = 1, lambda_cont = 0.1. The cross-entropy takes Q's raw logits (
 before it: F.cross_entropy applies log-softmax itself). The continuous codes' posterior is a
 unit-variance Gaussian, whose negative log-likelihood is the squared error above up to a
 constant. As in the paper's code, the info term is added to both players' losses: D's step
-trains D's body, its head and Q on the fakes' codes; G's step trains G.
+trains D's body, its head and Q on the fakes' codes (``info_trains_body=False``,
+``--info-head-only``: only Q's head, so the information term does not shape D's features);
+G's step trains G.
 
 ``visuals`` (saved at every sample point) and ``gentk sample --sweeps`` write the code
 sweeps: ``sweep_categorical`` (row = category, column = one noise vector shared down the
@@ -38,7 +40,7 @@ class InfoGAN(GAN):
 
     def __init__(self, arch="conv", noise=62, categorical=10, continuous=2, lambda_cat=1.0, lambda_cont=0.1,
                  width=64, resolution=28, channels=1, lr=2e-4, lr_g=None, beta1=0.5, beta2=0.999, loss="bce",
-                 n_critic=1, lambda_gp=10.0):
+                 n_critic=1, lambda_gp=10.0, info_trains_body=True):
         if not isinstance(categorical, int) or categorical < 2:
             raise ValueError(f"infogan: categorical must be an integer >= 2, got {categorical!r}")
         if not isinstance(continuous, int) or continuous < 0:
@@ -48,11 +50,12 @@ class InfoGAN(GAN):
                 raise ValueError(f"infogan: {key} must be >= 0, got {value!r}")
         self.categorical, self.continuous = categorical, continuous
         self.lambda_cat, self.lambda_cont = lambda_cat, lambda_cont
+        self.info_trains_body = bool(info_trains_body)
         self.q_head = None
         super().__init__(arch=arch, noise=noise, width=width, resolution=resolution, channels=channels, lr=lr,
                          lr_g=lr_g, beta1=beta1, beta2=beta2, loss=loss, n_critic=n_critic, lambda_gp=lambda_gp,
                          categorical=categorical, continuous=continuous, lambda_cat=lambda_cat,
-                         lambda_cont=lambda_cont)
+                         lambda_cont=lambda_cont, info_trains_body=info_trains_body)
 
     @classmethod
     def add_arguments(cls, parser):
@@ -63,6 +66,9 @@ class InfoGAN(GAN):
                             help="weight of the categorical information term (default 1)")
         parser.add_argument("--lambda-cont", dest="lambda_cont", type=float, default=0.1,
                             help="weight of the continuous information term (default 0.1)")
+        parser.add_argument("--info-head-only", dest="info_trains_body", action="store_false",
+                            help="D's step trains only Q's head on the information term, not D's shared body "
+                                 "(default: both, as in the paper's code)")
 
     def generator_inputs(self):
         return self.noise + self.categorical + self.continuous
@@ -113,7 +119,8 @@ class InfoGAN(GAN):
             fake_logits, fake_features = self.discriminator(fake, features=True)
             adv, parts = self.critic_objective(lambda x: self.discriminator(x).view(-1), real, fake,
                                                real_logits.float(), fake_logits.float())
-            info, cat_loss, cont_loss = self.information_loss(fake_features, category, cont)
+            info, cat_loss, cont_loss = self.information_loss(
+                fake_features if self.info_trains_body else fake_features.detach(), category, cont)
             total = adv + info
         self.backward_step(total, self.optimizer_d)
         return {"d_loss": total.item(), **parts, "info": info.item(), "info_cat": cat_loss.item(),
