@@ -38,10 +38,7 @@ SETTINGS = {
     "cgan": dict(config=dict(arch="conv", width=32, loss="bce"), steps=1400, batch_size=64),
     # lr_g 1e-3: the paper's generator rate; at 2e-4 for both players the generator collapsed
     # to near-black images carrying the codes invisibly (1,200 steps, agreement 10%)
-    # info_trains_body=False: with the body trained by the information term too, the codes were
-    # learned but mixed digits (4/7/9, 0/5/6): 67.5% agreement at the same budget
-    "infogan": dict(config=dict(arch="conv", width=16, loss="bce", lr_g=1e-3, info_trains_body=False), steps=1500,
-                    batch_size=64),
+    "infogan": dict(config=dict(arch="conv", width=16, loss="bce", lr_g=1e-3), steps=1500, batch_size=64),
 }
 
 
