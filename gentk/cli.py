@@ -107,6 +107,9 @@ def _model_config(model_cls, args, data):
         config["resolution"] = int(image.shape[-1])
     if args.lr is not None and "lr" in accepted:
         config["lr"] = args.lr
+    labels = data.tensors[1] if hasattr(data, "tensors") and len(data.tensors) > 1 else None
+    if "classes" in accepted and labels is not None and not labels.is_floating_point() and labels.dim() == 1:
+        config["classes"] = int(labels.max()) + 1  # conditional models: the data's classes
     return config
 
 
@@ -258,7 +261,10 @@ def cmd_sample(argv):
     p = _Parser(prog="gentk sample", description="Draw samples from a trained model into a PNG grid.")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run folder")
     p.add_argument("--n", type=_positive_int, default=64, help="number of samples (default 64)")
-    p.add_argument("--labels", default=None, help="comma-separated class labels, for conditional models")
+    p.add_argument("--labels", default=None, help="comma-separated class labels, for conditional models "
+                   "(the grid then has one row per label)")
+    p.add_argument("--sweeps", action="store_true", help="also write the latent-code sweeps of models that "
+                   "have them (infogan) next to the grid, as OUT_<sweep>.png")
     p.add_argument("--out", default=None, help="PNG to write (default RUN/sample_STEP.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
@@ -278,12 +284,24 @@ def cmd_sample(argv):
             labels = torch.tensor([int(v) for v in args.labels.split(",")], device=device)
         except ValueError:
             raise CommandError(f"--labels: expected comma-separated integers, got {args.labels!r}") from None
-        labels = labels.repeat((args.n + len(labels) - 1) // len(labels))[:args.n]
+        classes = getattr(model, "classes", None)
+        if isinstance(classes, int) and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+            bad = next(int(v) for v in labels if not 0 <= int(v) < classes)
+            raise CommandError(f"--labels: {bad} is not a class of this {model.name} model (it has {classes} "
+                               f"classes: 0 to {classes - 1})")
+        per_label = (args.n + len(labels) - 1) // len(labels)
+        labels = labels.repeat_interleave(per_label)[:args.n]
+    if args.sweeps and not hasattr(model, "code_sweeps"):
+        raise CommandError(f"--sweeps: model {model.name} has no latent codes to sweep")
     model.eval()
     images = model.sample(args.n, labels=labels, generator=torch.Generator().manual_seed(args.seed))
     path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"sample_{state['step']:08d}.png")
-    save_grid(path, images)
+    save_grid(path, images, nrow=per_label if labels is not None else None)
     print(path)
+    if args.sweeps:
+        stem = os.path.splitext(path)[0]
+        for name, grid in model.code_sweeps(generator=torch.Generator().manual_seed(args.seed)).items():
+            print(save_grid(f"{stem}_{name}.png", grid, nrow=8))
     return 0
 
 

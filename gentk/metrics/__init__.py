@@ -29,9 +29,12 @@ def evaluate(model, test_data, *, train_data=None, dataset_key=None, cache_dir=N
             real_x, real_y = test_data.tensors[:2]
             results["evaluator_test_accuracy"] = accuracy(net, real_x, real_y)
             model.eval()
-            samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed)).cpu()
+            classes = getattr(model, "classes", None) if model.conditional else None
+            wanted = torch.arange(n_samples) % classes if isinstance(classes, int) else None
+            samples = model.sample(n_samples, labels=wanted, generator=torch.Generator().manual_seed(seed)).cpu()
             model.train()
-            results.update({f"samples_{k_}": v for k_, v in sample_metrics(net, samples, real_x).items()})
+            # conditional models: samples_accuracy is the share classified as the label they were drawn for
+            results.update({f"samples_{k_}": v for k_, v in sample_metrics(net, samples, real_x, wanted).items()})
             # the same statistics on real test images: the scale to read the sample numbers against
             results.update({f"real_{k_}": v for k_, v in sample_metrics(net, real_x).items()})
     return results

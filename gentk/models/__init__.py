@@ -4,6 +4,9 @@ import importlib
 
 MODELS = {
     "vae": ("gentk.models.vae:VAE", "Kingma & Welling 2014, Auto-Encoding Variational Bayes"),
+    "gan": ("gentk.models.gan:GAN", "Goodfellow et al. 2014, Generative Adversarial Nets"),
+    "cgan": ("gentk.models.cgan:CGAN", "Mirza & Osindero 2014, Conditional Generative Adversarial Nets"),
+    "infogan": ("gentk.models.infogan:InfoGAN", "Chen et al. 2016, InfoGAN"),
 }
 
 
