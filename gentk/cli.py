@@ -107,6 +107,8 @@ def _model_config(model_cls, args, data):
         config["resolution"] = int(image.shape[-1])
     if args.lr is not None and "lr" in accepted:
         config["lr"] = args.lr
+    if "train_size" in accepted:  # models that scale a paper's schedule to the data set
+        config["train_size"] = len(data)
     return config
 
 
@@ -262,6 +264,13 @@ def cmd_sample(argv):
     p.add_argument("--out", default=None, help="PNG to write (default RUN/sample_STEP.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
+    p.add_argument("--traverse", action="store_true",
+                   help="write latent traversals instead of samples (beta_vae: one row per latent swept over "
+                        "+-3 sd; joint_vae: one row per category)")
+    p.add_argument("--traverse-steps", type=_positive_int, default=10, help="images per traversal row (default 10)")
+    p.add_argument("--traverse-dim", type=int, default=None,
+                   help="beta_vae: only this latent; joint_vae: the continuous latent swept along the rows "
+                        "(default: the one with the most KL in training)")
     args = p.parse_args(argv)
     import torch
 
@@ -280,6 +289,20 @@ def cmd_sample(argv):
             raise CommandError(f"--labels: expected comma-separated integers, got {args.labels!r}") from None
         labels = labels.repeat((args.n + len(labels) - 1) // len(labels))[:args.n]
     model.eval()
+    if args.traverse:
+        if not hasattr(model, "traverse"):
+            raise CommandError(f"model {model.name} has no latent traversal; --traverse applies to beta_vae and "
+                               f"joint_vae")
+        if args.traverse_steps < 2:
+            raise CommandError(f"--traverse-steps: a traversal needs at least 2 steps, got {args.traverse_steps}")
+        try:
+            images, nrow = model.traverse(args.traverse_steps, dim=args.traverse_dim)
+        except ValueError as e:
+            raise CommandError(f"--traverse-dim: {e}" if args.traverse_dim is not None else str(e)) from None
+        path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"traverse_{state['step']:08d}.png")
+        save_grid(path, images, nrow=nrow)
+        print(path)
+        return 0
     images = model.sample(args.n, labels=labels, generator=torch.Generator().manual_seed(args.seed))
     path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"sample_{state['step']:08d}.png")
     save_grid(path, images)
@@ -366,6 +389,10 @@ def cmd_profile(argv):
     if len(data) < args.batch_size:
         raise CommandError(f"--batch-size {args.batch_size} is larger than the data set ({len(data)})")
     config = _model_config(model_cls, args, data)
+    try:
+        model_cls(**config)  # bad hyperparameters: one line naming them, before anything is timed
+    except (TypeError, ValueError) as e:
+        raise CommandError(f"{model_cls.name}: {e}") from None
     batch = _to(_fetch(data, list(range(args.batch_size))), device)
     gentk_backend = args.backend if args.backend != "torch" else "auto"
     runs = {}
