@@ -313,7 +313,8 @@ def cmd_sample(argv):
 # --- eval ----------------------------------------------------------------------------------
 def cmd_eval(argv):
     p = _Parser(prog="gentk eval", description="Evaluate a trained model on its test split: VAE test -ELBO and "
-                "importance-sampled NLL; sample coverage, class entropy and Frechet distance through an "
+                "importance-sampled NLL; per-latent KL, capacity tracking and categorical-code accuracy (beta_vae, "
+                "joint_vae); sample coverage, class entropy and Frechet distance through an "
                 "evaluator classifier (trained once per data set, cached in RUN/evaluator/).")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run folder")
     p.add_argument("--data", default=None, help="data set (default: the one it was trained on)")
