@@ -73,6 +73,9 @@ def test_trains_evaluates_and_traverses_through_the_cli(tmp_path, capsys):
     last = json.loads(open(os.path.join(out, "metrics.jsonl")).read().splitlines()[-1])
     assert last["step"] == 7 and last["C_cont"] == 5.0 and last["C_disc"] == pytest.approx(math.log(12))
     assert model_from_checkpoint(out)[0].step == 7
+    capsys.readouterr()
+    assert cli.main(["profile", "joint_vae", *FAST[:-3], "--steps", "1", "--warmup", "0", "--batch-size", "8"]) == 0
+    assert "speedup" in capsys.readouterr().out
 
 
 def test_capacity_schedules_match_the_formulas():
