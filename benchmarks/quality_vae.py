@@ -186,10 +186,12 @@ def section(results, command):
         "digits (in the final run 2 and 6 share a category, the 9s go to the 4 and the 7 categories, 3/5/8 "
         "share two) and one category of mixed leftovers. The minutes are over the ~10 min aim because the "
         "machine was loaded (about 1/7 of a core per process). Adam 1e-3 instead of 5e-4 changed nothing (56% at 8,000 steps). The same "
-        "schedule on the conv network reached 36% after 1,000 steps where the MLP had 28%, but the conv "
-        "network ran at 0.5-2 steps/s on this shared machine, so it could not be trained to the budget here; "
-        "the **80% target is not met**. The next step is the conv network with this schedule (or the paper's "
-        "own per-step ramp, 25,000 steps) for tens of thousands of steps on a quiet machine or a GPU.",
+        "schedule on the conv network (the paper's architecture; one exploratory run, 29 min under load) "
+        "reached 36%, 44%, 48%, 50%, 59%, 65% at 1,000 ... 6,000 steps, still rising 5 points per 1,000 steps "
+        "when it stopped, where the MLP stands at 53-55% from 6,000 steps on; at 0.5-3 steps/s on this shared "
+        "machine it could not be trained further here, so the **80% target is not met**. The next step is that "
+        "conv configuration (`--models joint_vae` with arch conv) for 15,000-25,000 steps on a quiet core or a "
+        "GPU.",
     ]
     return "\n".join(notes)
 
