@@ -190,7 +190,7 @@ def section(results, command):
         "reached 36%, 44%, 48%, 50%, 59%, 65% at 1,000 ... 6,000 steps, still rising 5 points per 1,000 steps "
         "when it stopped, where the MLP stands at 53-55% from 6,000 steps on; at 0.5-3 steps/s on this shared "
         "machine it could not be trained further here, so the **80% target is not met**. The next step is that "
-        "conv configuration (`--models joint_vae` with arch conv) for 15,000-25,000 steps on a quiet core or a "
+        "conv configuration (arch='conv' in BUDGETS, then `--models joint_vae`) for 15,000-25,000 steps on a quiet core or a "
         "GPU.",
     ]
     return "\n".join(notes)
