@@ -110,6 +110,8 @@ def _model_config(model_cls, args, data):
     labels = data.tensors[1] if hasattr(data, "tensors") and len(data.tensors) > 1 else None
     if "classes" in accepted and labels is not None and not labels.is_floating_point() and labels.dim() == 1:
         config["classes"] = int(labels.max()) + 1  # conditional models: the data's classes
+    if "train_size" in accepted:  # models that scale a paper's schedule to the data set
+        config["train_size"] = len(data)
     return config
 
 
@@ -268,6 +270,13 @@ def cmd_sample(argv):
     p.add_argument("--out", default=None, help="PNG to write (default RUN/sample_STEP.png)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
+    p.add_argument("--traverse", action="store_true",
+                   help="write latent traversals instead of samples (beta_vae: one row per latent swept over "
+                        "+-3 sd; joint_vae: one row per category)")
+    p.add_argument("--traverse-steps", type=_positive_int, default=10, help="images per traversal row (default 10)")
+    p.add_argument("--traverse-dim", type=int, default=None,
+                   help="beta_vae: only this latent; joint_vae: the continuous latent swept along the rows "
+                        "(default: the one with the most KL in training)")
     args = p.parse_args(argv)
     import torch
 
@@ -294,6 +303,20 @@ def cmd_sample(argv):
     if args.sweeps and not hasattr(model, "code_sweeps"):
         raise CommandError(f"--sweeps: model {model.name} has no latent codes to sweep")
     model.eval()
+    if args.traverse:
+        if not hasattr(model, "traverse"):
+            raise CommandError(f"model {model.name} has no latent traversal; --traverse applies to beta_vae and "
+                               f"joint_vae")
+        if args.traverse_steps < 2:
+            raise CommandError(f"--traverse-steps: a traversal needs at least 2 steps, got {args.traverse_steps}")
+        try:
+            images, nrow = model.traverse(args.traverse_steps, dim=args.traverse_dim)
+        except ValueError as e:
+            raise CommandError(f"--traverse-dim: {e}" if args.traverse_dim is not None else str(e)) from None
+        path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"traverse_{state['step']:08d}.png")
+        save_grid(path, images, nrow=nrow)
+        print(path)
+        return 0
     images = model.sample(args.n, labels=labels, generator=torch.Generator().manual_seed(args.seed))
     path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"sample_{state['step']:08d}.png")
     save_grid(path, images, nrow=per_label if labels is not None else None)
@@ -308,7 +331,8 @@ def cmd_sample(argv):
 # --- eval ----------------------------------------------------------------------------------
 def cmd_eval(argv):
     p = _Parser(prog="gentk eval", description="Evaluate a trained model on its test split: VAE test -ELBO and "
-                "importance-sampled NLL; sample coverage, class entropy and Frechet distance through an "
+                "importance-sampled NLL; per-latent KL, capacity tracking and categorical-code accuracy (beta_vae, "
+                "joint_vae); sample coverage, class entropy and Frechet distance through an "
                 "evaluator classifier (trained once per data set, cached in RUN/evaluator/).")
     p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run folder")
     p.add_argument("--data", default=None, help="data set (default: the one it was trained on)")
@@ -384,6 +408,10 @@ def cmd_profile(argv):
     if len(data) < args.batch_size:
         raise CommandError(f"--batch-size {args.batch_size} is larger than the data set ({len(data)})")
     config = _model_config(model_cls, args, data)
+    try:
+        model_cls(**config)  # bad hyperparameters: one line naming them, before anything is timed
+    except (TypeError, ValueError) as e:
+        raise CommandError(f"{model_cls.name}: {e}") from None
     batch = _to(_fetch(data, list(range(args.batch_size))), device)
     gentk_backend = args.backend if args.backend != "torch" else "auto"
     runs = {}

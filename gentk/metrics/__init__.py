@@ -1,10 +1,13 @@
 """gentk's metrics: VAE likelihoods and evaluator-classifier sample quality."""
 from gentk.metrics.classifier import (EvaluatorCNN, accuracy, frechet_distance, get_evaluator, sample_metrics,
                                       train_evaluator)
+from gentk.metrics.latents import (assignment_accuracy, best_assignment, capacity_tracking, categorical_accuracy,
+                                   per_dimension_kl)
 from gentk.metrics.likelihood import importance_nll, negative_elbo
 
 __all__ = ["EvaluatorCNN", "accuracy", "evaluate", "frechet_distance", "get_evaluator", "importance_nll",
-           "negative_elbo", "sample_metrics", "train_evaluator"]
+           "negative_elbo", "sample_metrics", "train_evaluator",
+           "assignment_accuracy", "best_assignment", "capacity_tracking", "categorical_accuracy", "per_dimension_kl"]
 
 
 def evaluate(model, test_data, *, train_data=None, dataset_key=None, cache_dir=None, k=100, n_samples=1000,
@@ -21,6 +24,14 @@ def evaluate(model, test_data, *, train_data=None, dataset_key=None, cache_dir=N
             results["test_neg_elbo"] = negative_elbo(model, test_data, max_examples=max_examples)
         if hasattr(model, "log_importance_weights") and k:
             results[f"test_nll_k{k}"] = importance_nll(model, test_data, k=k, max_examples=max_examples)
+        if hasattr(model, "kl_per_dimension"):
+            kls = per_dimension_kl(model, test_data, max_examples=max_examples)
+            results.update({f"test_kl_{name}": v for name, v in kls.items()})
+            results["test_kl_total"] = sum(kls.values())
+            if hasattr(model, "capacity_targets"):
+                results.update(capacity_tracking(model, kls))
+        if hasattr(model, "categorical_codes") and hasattr(test_data, "tensors") and len(test_data.tensors) > 1:
+            results.update(categorical_accuracy(model, test_data, max_examples=max_examples))
         labelled = hasattr(test_data, "tensors") and len(test_data.tensors) > 1 and \
             test_data.tensors[1].dtype == torch.long
         if labelled and train_data is not None and cache_dir is not None and n_samples:

@@ -4,6 +4,8 @@ import importlib
 
 MODELS = {
     "vae": ("gentk.models.vae:VAE", "Kingma & Welling 2014, Auto-Encoding Variational Bayes"),
+    "beta_vae": ("gentk.models.beta_vae:BetaVAE", "Higgins et al. 2017 (H); Burgess et al. 2018 (B, capacity C)"),
+    "joint_vae": ("gentk.models.joint_vae:JointVAE", "Dupont 2018, Joint continuous and discrete latents"),
     "gan": ("gentk.models.gan:GAN", "Goodfellow et al. 2014, Generative Adversarial Nets"),
     "cgan": ("gentk.models.cgan:CGAN", "Mirza & Osindero 2014, Conditional Generative Adversarial Nets"),
     "infogan": ("gentk.models.infogan:InfoGAN", "Chen et al. 2016, InfoGAN"),

@@ -17,13 +17,13 @@ import gentk
 from gentk.models.base import GenerativeModel, first_tensor
 
 
-def _conv_encoder(channels, resolution, latent, width=32, hidden=256):
+def _conv_encoder(channels, resolution, latent, width=32, hidden=256, outputs=None):
     side = resolution // 4
     return nn.Sequential(
         nn.Conv2d(channels, width, 4, 2, 1), nn.ReLU(),
         nn.Conv2d(width, 2 * width, 4, 2, 1), nn.ReLU(),
         nn.Flatten(), nn.Linear(2 * width * side * side, hidden), nn.ReLU(),
-        nn.Linear(hidden, 2 * latent),
+        nn.Linear(hidden, outputs or 2 * latent),
     )
 
 
@@ -38,15 +38,33 @@ def _conv_decoder(channels, resolution, latent, width=32, hidden=256):
     )
 
 
-def _mlp_encoder(channels, resolution, latent, hidden=400):
+def _mlp_encoder(channels, resolution, latent, hidden=400, outputs=None):
     return nn.Sequential(nn.Flatten(), nn.Linear(channels * resolution * resolution, hidden), nn.ReLU(),
-                         nn.Linear(hidden, 2 * latent))
+                         nn.Linear(hidden, outputs or 2 * latent))
 
 
 def _mlp_decoder(channels, resolution, latent, hidden=400):
     return nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(),
                          nn.Linear(hidden, channels * resolution * resolution),
                          nn.Unflatten(1, (channels, resolution, resolution)))
+
+
+ARCHITECTURES = ("conv", "mlp")
+
+
+def build_networks(arch, channels, resolution, latent, encoder_outputs=None):
+    """(encoder, decoder) of the VAE's architecture ``arch``, for the models built on it
+    (beta-VAE, Joint-VAE): the encoder maps images to ``encoder_outputs`` features (default
+    2 * latent: mean and log-variance), the decoder maps ``latent`` codes to pixel logits."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be 'conv' or 'mlp', got {arch!r}")
+    if arch == "conv" and resolution % 4:
+        raise ValueError(f"the conv architecture needs a resolution divisible by 4, got {resolution}")
+    if arch == "conv":
+        return (_conv_encoder(channels, resolution, latent, outputs=encoder_outputs),
+                _conv_decoder(channels, resolution, latent))
+    return (_mlp_encoder(channels, resolution, latent, outputs=encoder_outputs),
+            _mlp_decoder(channels, resolution, latent))
 
 
 class VAE(GenerativeModel):

@@ -134,6 +134,7 @@ def model_from_checkpoint(path, device="cpu"):
     except models.UnknownModel as e:
         raise CheckpointError(f"{resolve(path)}: {e}") from None
     load_networks(model, state)
+    model.load_extra_state(state.get("extra", {}))  # counters such as a capacity schedule's step
     return model.to(device), state
 
 

@@ -236,7 +236,8 @@ class Trainer:
                         raise FloatingPointError(f"non-finite loss at step {self.step}: {losses}")
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()}, refresh=False)
+                        # per-latent values ("kl/3") go to the logs only: the bar stays one line
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in running.items() if "/" not in k}, refresh=False)
                     end_of_epoch = b == self.steps_per_epoch - 1
                     if self.step % self.log_every == 0 or self.step == self.total_steps or end_of_epoch:
                         elapsed = time.perf_counter() - started
