@@ -1,8 +1,10 @@
 // Vectorized, multithreaded CPU kernels of the loss family. Compiled once per CPU
 // capability (see CMakeLists.txt); CPU_CAPABILITY names the namespace.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -21,6 +23,8 @@ using at::vec::Vectorized;
 
 // Elements per parallel task at minimum: below ~16K elements threads cost more than they save.
 constexpr int64_t kGrain = 16384;
+// Elements per block of the elementwise loss kernel (for_blocks).
+constexpr int64_t kBlock = 32768;
 // Sums run in the input dtype per vector lane for this many elements, then in double.
 constexpr int64_t kFlush = 1024;
 
@@ -114,24 +118,64 @@ RangeResult loss_range(const LossTerm& a, int64_t i0, int64_t i1) {
   return r;
 }
 
-template <int K, class T>
-void loss_impl(const LossTerm& a) {
-  const RangeResult total = at::parallel_reduce(
-      int64_t{0}, a.n, kGrain, RangeResult{},
-      [&](int64_t i0, int64_t i1, RangeResult) { return loss_range<K, T>(a, i0, i1); },
-      [](RangeResult p, RangeResult q) { return RangeResult{p.sum + q.sum, p.bad + q.bad}; });
-  if (a.loss_sum != nullptr) *a.loss_sum = total.sum;
-  if (a.bad_targets != nullptr) *a.bad_targets = total.bad;
+// f(b, i0, i1) for the blocks [i0, i1) = [b * block, (b + 1) * block) of [0, n). Threads take
+// blocks from a shared counter instead of one fixed half each: on a shared, oversubscribed
+// machine a descheduled thread then delays the call by at most one block, not by half the
+// work. Results stored per block are combined in block order, so sums do not depend on
+// the thread count or on which thread ran which block.
+template <class F>
+void for_blocks(int64_t n, int64_t block, const F& f) {
+  const int64_t blocks = (n + block - 1) / block;
+  const int64_t threads = std::min<int64_t>(at::get_num_threads(), blocks);
+  if (threads <= 1 || at::in_parallel_region()) {
+    for (int64_t b = 0; b < blocks; ++b) f(b, b * block, std::min(n, (b + 1) * block));
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(int64_t{0}, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t b = next.fetch_add(1, std::memory_order_relaxed); b < blocks;
+         b = next.fetch_add(1, std::memory_order_relaxed)) {
+      f(b, b * block, std::min(n, (b + 1) * block));
+    }
+  });
 }
 
-void loss_term_kernel(const LossTerm& a) {
-  AT_DISPATCH_FLOATING_TYPES(a.dtype, "gentk_loss_term", [&] {
-    switch (a.kind) {
-      case kBce: return loss_impl<kBce, scalar_t>(a);
-      case kSquare: return loss_impl<kSquare, scalar_t>(a);
-      case kLinear: return loss_impl<kLinear, scalar_t>(a);
-      case kHinge: return loss_impl<kHinge, scalar_t>(a);
-      default: return loss_impl<kAbs, scalar_t>(a);
+// The terms, laid end to end, in one parallel region (the real and the fake logits of a
+// discriminator loss: one fork and join instead of two). Same kind and dtype; no two
+// terms may write the same per-element loss (accumulate runs them one after the other).
+template <int K, class T>
+void loss_impl(const LossTerm* terms, int count) {
+  int64_t n = 0;
+  for (int t = 0; t < count; ++t) n += terms[t].n;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  std::vector<RangeResult> part(static_cast<size_t>(blocks * count));
+  for_blocks(n, kBlock, [&](int64_t b, int64_t i0, int64_t i1) {
+    int64_t offset = 0;
+    for (int t = 0; t < count; ++t) {
+      const int64_t lo = std::max(i0, offset), hi = std::min(i1, offset + terms[t].n);
+      if (lo < hi) part[static_cast<size_t>(b * count + t)] = loss_range<K, T>(terms[t], lo - offset, hi - offset);
+      offset += terms[t].n;
+    }
+  });
+  for (int t = 0; t < count; ++t) {
+    RangeResult total;
+    for (int64_t b = 0; b < blocks; ++b) {
+      total.sum += part[static_cast<size_t>(b * count + t)].sum;
+      total.bad += part[static_cast<size_t>(b * count + t)].bad;
+    }
+    if (terms[t].loss_sum != nullptr) *terms[t].loss_sum = total.sum;
+    if (terms[t].bad_targets != nullptr) *terms[t].bad_targets = total.bad;
+  }
+}
+
+void loss_terms_kernel(const LossTerm* terms, int count) {
+  AT_DISPATCH_FLOATING_TYPES(terms[0].dtype, "gentk_loss_terms", [&] {
+    switch (terms[0].kind) {
+      case kBce: return loss_impl<kBce, scalar_t>(terms, count);
+      case kSquare: return loss_impl<kSquare, scalar_t>(terms, count);
+      case kLinear: return loss_impl<kLinear, scalar_t>(terms, count);
+      case kHinge: return loss_impl<kHinge, scalar_t>(terms, count);
+      default: return loss_impl<kAbs, scalar_t>(terms, count);
     }
   });
 }
@@ -269,7 +313,7 @@ void interpolate_backward(const RowsOp& a) {
 
 }  // namespace
 
-extern const LossKernels loss_kernels{&loss_term_kernel, &row_sumsq, &scale_rows, &interpolate,
+extern const LossKernels loss_kernels{&loss_terms_kernel, &row_sumsq, &scale_rows, &interpolate,
                                       &interpolate_backward};
 
 }  // namespace CPU_CAPABILITY
