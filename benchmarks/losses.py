@@ -3,7 +3,8 @@ in one call), bernoulli_recon on MNIST-sized batches, l1_loss with a folded weig
 the WGAN-GP gradient penalty of a small conv critic (time and saved memory).
 
 Two extra measurements: `python -m benchmarks.losses --memory` (peak CPU memory of the
-gradient penalty, eager vs gentk) and `python -m benchmarks.losses --strategy` (gradient
+gradient penalty, eager vs gentk: exact allocator peaks from torch.profiler's memory events;
+the resident-set growth used before could not resolve the difference) and `python -m benchmarks.losses --strategy` (gradient
 written in the forward pass and scaled in backward, vs recomputed in backward: the first
 won on CPU, so the CPU autograd uses it)."""
 import argparse
@@ -108,32 +109,58 @@ def cases(dtype=torch.float32):
 
 # ---- peak CPU memory of the gradient penalty ----------------------------------------------
 
-_MEMORY_SCRIPT = """
-import resource, sys, torch, gentk
-from benchmarks.losses import _GP
-gp = _GP()
-inputs = gp.make(torch.device("cpu"), torch.float32)
-fn = gp.reference if sys.argv[1] == "eager" else gp.gentk
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-fn(**inputs).backward()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((after - before) / 1024)
-"""
-
-
-def peak_memory_mib(provider):
-    """Growth of the peak resident memory over one forward+backward, in a fresh process
-    (CPU has no allocator peak counter; large blocks are mmap-ed and returned on free, so
-    the resident peak follows the live tensors)."""
+def allocator_peak_mib(provider, phase="forward+backward"):
+    """Exact CPU allocator figures of one gradient penalty, from torch.profiler's memory
+    events (every allocation and free, in order): the peak of live bytes above what was
+    live before the call, and the bytes allocated in all. ``phase`` "forward" stops after
+    the penalty value (graph built, nothing freed by backward yet). Returns (peak MiB,
+    allocated MiB). The critic's parameters exist before the call and do not count."""
+    import json
     import os
-    import subprocess
-    import sys
+    import tempfile
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, provider], capture_output=True, text=True,
-                         check=True, env=env, cwd=root)
-    return float(out.stdout.strip().splitlines()[-1])
+    from torch.profiler import ProfilerActivity, profile
+
+    gp = _GP()
+    inputs = gp.make(torch.device("cpu"), torch.float32)
+    fn = gp.reference if provider == "eager" else gp.gentk
+
+    def step():
+        out = fn(**inputs)
+        if phase == "forward+backward":
+            out.backward()
+        return out
+
+    with gentk.use_backend("cpp") if provider != "eager" else _Null():
+        step()  # warm (first-call allocations of the libraries)
+        inputs["weight"].grad = None
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = step()
+        del out
+        inputs["weight"].grad = None
+    handle, path = tempfile.mkstemp(suffix=".json")
+    os.close(handle)
+    try:
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = [e for e in json.load(f)["traceEvents"] if e.get("name") == "[memory]"]
+    finally:
+        os.remove(path)
+    live = peak = allocated = 0
+    for e in sorted(events, key=lambda e: e["ts"]):
+        change = e["args"]["Bytes"]
+        live += change
+        peak = max(peak, live)
+        allocated += max(change, 0)
+    return peak / 2**20, allocated / 2**20
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 # ---- gradient in forward vs recomputed in backward ----------------------------------------
@@ -181,9 +208,11 @@ def main(argv=None):
                 print(f"discriminator_loss[{mode}] {'x'.join(map(str, shape))}: recompute {t['recompute']:.3f} ms, "
                       f"gradient in forward {t['in_forward']:.3f} ms ({t['recompute'] / t['in_forward']:.2f}x)")
     if args.memory:
-        for name in ("eager", "gentk-cpp"):
-            mib = min(peak_memory_mib(name) for _ in range(3))
-            print(f"gradient_penalty 16x3x128x128 {name:<10} peak growth over one forward+backward: {mib:.1f} MiB")
+        for phase in ("forward", "forward+backward"):
+            for name in ("eager", "gentk-cpp"):
+                peak, allocated = allocator_peak_mib(name, phase)
+                print(f"gradient_penalty 16x3x128x128 {name:<10} {phase:<16} allocator peak {peak:6.2f} MiB, "
+                      f"allocated in all {allocated:7.2f} MiB (torch.profiler memory events, exact)")
 
 
 if __name__ == "__main__":

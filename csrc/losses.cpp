@@ -39,11 +39,12 @@ cpu::LossTerm term(const at::Tensor& x, TermSpec spec) {
   return a;
 }
 
-// Forward of one term: its sum (reduction sum / mean / batchsum) or its elements added
-// into `out` (reduction none). Returns the unscaled sum.
-double forward_term(const at::Tensor& x, TermSpec spec, const at::Tensor* target, int reduction,
-                    at::Tensor* out, bool accumulate, double loss_scale = 1.0, int64_t* bad = nullptr,
-                    at::Tensor* grad = nullptr, double grad_scale = 1.0) {
+// Forward of one term, set up but not run: its sum into *sum (reduction sum / mean /
+// batchsum) or its elements added into `out` (reduction none); optionally its gradient
+// (times grad_scale) into a new *grad.
+cpu::LossTerm forward_spec(const at::Tensor& x, TermSpec spec, const at::Tensor* target, int reduction,
+                           at::Tensor* out, bool accumulate, double* sum, double loss_scale = 1.0,
+                           int64_t* bad = nullptr, at::Tensor* grad = nullptr, double grad_scale = 1.0) {
   cpu::LossTerm a = term(x, spec);
   if (target != nullptr) a.target = target->data_ptr();
   a.bad_targets = bad;
@@ -52,35 +53,63 @@ double forward_term(const at::Tensor& x, TermSpec spec, const at::Tensor* target
     a.grad = grad->data_ptr();
     a.grad_scale = grad_scale;
   }
-  double sum = 0;
+  *sum = 0;
   if (reduction == 0) {
     a.loss = out->data_ptr();
     a.loss_scale = loss_scale;
     a.accumulate = accumulate;
   } else {
-    a.loss_sum = &sum;
+    a.loss_sum = sum;
   }
-  kernels().loss_term(a);
+  return a;
+}
+
+// Runs one term's forward (forward_spec); returns the unscaled sum.
+double forward_term(const at::Tensor& x, TermSpec spec, const at::Tensor* target, int reduction,
+                    at::Tensor* out, bool accumulate, double loss_scale = 1.0, int64_t* bad = nullptr,
+                    at::Tensor* grad = nullptr, double grad_scale = 1.0) {
+  double sum = 0;
+  const cpu::LossTerm a =
+      forward_spec(x, spec, target, reduction, out, accumulate, &sum, loss_scale, bad, grad, grad_scale);
+  kernels().loss_terms(&a, 1);
   return sum;
 }
 
-// Backward of one term: grad_x = dterm/dx * grad (per element, reduction none) or
-// dterm/dx * grad * scale (one value).
-at::Tensor backward_term(const at::Tensor& grad, const at::Tensor& x, TermSpec spec, const at::Tensor* target,
-                         int reduction, double scale) {
+// Reduced forward of the real and the fake term in one parallel region: the scaled sum of both.
+double forward_pair(const at::Tensor& real, const at::Tensor& fake, const AdversarialSpec& spec, int reduction,
+                    at::Tensor* grad_real = nullptr, at::Tensor* grad_fake = nullptr) {
+  const double rs = reduction_scale(reduction, real), fs = reduction_scale(reduction, fake);
+  double sums[2];
+  const cpu::LossTerm terms[2] = {
+      forward_spec(real, spec.real, nullptr, reduction, nullptr, false, &sums[0], 1.0, nullptr, grad_real, rs),
+      forward_spec(fake, spec.fake, nullptr, reduction, nullptr, false, &sums[1], 1.0, nullptr, grad_fake, fs)};
+  kernels().loss_terms(terms, 2);
+  return sums[0] * rs + sums[1] * fs;
+}
+
+// Backward of one term, set up but not run: grad_x = dterm/dx * grad into a new *out (per
+// element, reduction none) or dterm/dx * grad * scale (one value).
+cpu::LossTerm backward_spec(const at::Tensor& grad, const at::Tensor& x, TermSpec spec, const at::Tensor* target,
+                            int reduction, double scale, at::Tensor* grad_c, at::Tensor* out) {
   cpu::LossTerm a = term(x, spec);
   if (target != nullptr) a.target = target->data_ptr();
-  at::Tensor grad_c;
   if (reduction == 0) {
-    grad_c = grad.contiguous();
-    a.grad_out = grad_c.data_ptr();
+    *grad_c = grad.contiguous();
+    a.grad_out = grad_c->data_ptr();
     a.grad_scale = scale;
   } else {
     a.grad_scale = grad.item<double>() * scale;
   }
-  at::Tensor out = at::empty_like(x);
-  a.grad = out.data_ptr();
-  kernels().loss_term(a);
+  *out = at::empty_like(x);
+  a.grad = out->data_ptr();
+  return a;
+}
+
+at::Tensor backward_term(const at::Tensor& grad, const at::Tensor& x, TermSpec spec, const at::Tensor* target,
+                         int reduction, double scale) {
+  at::Tensor grad_c, out;
+  const cpu::LossTerm a = backward_spec(grad, x, spec, target, reduction, scale, &grad_c, &out);
+  kernels().loss_terms(&a, 1);
   return out;
 }
 
@@ -103,7 +132,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> discriminator_loss_with_grad_cpu(
   const int red = reduction_code(op, reduction, false);
   check_pairing(op, real_in, fake_in, red);
   const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
-  const double rs = reduction_scale(red, real), fs = reduction_scale(red, fake);
   at::Tensor grad_real, grad_fake;
   if (red == 0) {
     at::Tensor out = at::empty_like(real);
@@ -111,9 +139,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> discriminator_loss_with_grad_cpu(
     forward_term(fake, spec.fake, nullptr, red, &out, true, 1.0, nullptr, &grad_fake);
     return {out, grad_real, grad_fake};
   }
-  const double r = forward_term(real, spec.real, nullptr, red, nullptr, false, 1.0, nullptr, &grad_real, rs) * rs;
-  const double f = forward_term(fake, spec.fake, nullptr, red, nullptr, false, 1.0, nullptr, &grad_fake, fs) * fs;
-  return {at::scalar_tensor(r + f, real.options()), grad_real, grad_fake};
+  const double loss = forward_pair(real, fake, spec, red, &grad_real, &grad_fake);
+  return {at::scalar_tensor(loss, real.options()), grad_real, grad_fake};
 }
 
 std::tuple<at::Tensor, at::Tensor> generator_loss_with_grad_cpu(const at::Tensor& fake_in, std::string mode,
@@ -167,9 +194,7 @@ at::Tensor discriminator_loss_cpu(const at::Tensor& real_in, const at::Tensor& f
     forward_term(fake, spec.fake, nullptr, red, &out, true);
     return out;
   }
-  const double r = forward_term(real, spec.real, nullptr, red, nullptr, false) * reduction_scale(red, real);
-  const double f = forward_term(fake, spec.fake, nullptr, red, nullptr, false) * reduction_scale(red, fake);
-  return at::scalar_tensor(r + f, real.options());
+  return at::scalar_tensor(forward_pair(real, fake, spec, red), real.options());
 }
 
 std::tuple<at::Tensor, at::Tensor> discriminator_loss_backward_cpu(const at::Tensor& grad,
@@ -185,8 +210,12 @@ std::tuple<at::Tensor, at::Tensor> discriminator_loss_backward_cpu(const at::Ten
   check_pairing(op, real_in, fake_in, red);
   check_grad(op, grad, real_in, red == 0);
   const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
-  return {backward_term(grad, real, spec.real, nullptr, red, reduction_scale(red, real)),
-          backward_term(grad, fake, spec.fake, nullptr, red, reduction_scale(red, fake))};
+  at::Tensor grad_c[2], out[2];
+  const cpu::LossTerm terms[2] = {
+      backward_spec(grad, real, spec.real, nullptr, red, reduction_scale(red, real), &grad_c[0], &out[0]),
+      backward_spec(grad, fake, spec.fake, nullptr, red, reduction_scale(red, fake), &grad_c[1], &out[1])};
+  kernels().loss_terms(terms, 2);  // each writes its own gradient, so they may share a region
+  return {out[0], out[1]};
 }
 
 at::Tensor generator_loss_cpu(const at::Tensor& fake_in, std::string mode, std::string reduction) {

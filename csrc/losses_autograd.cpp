@@ -26,15 +26,21 @@ c10::TypedOperatorHandle<Sig> handle(const char* name) {
 
 // On CPU the forward writes d loss / d input along with the loss (the *_with_grad ops) and
 // backward only scales it; elsewhere backward recomputes it from the saved inputs.
-bool fuse_gradient(const at::Tensor& x, bool needs_grad) {
-  return needs_grad && x.device().is_cpu() && c10::GradMode::is_enabled();
+// `grad_mode` is the caller's GradMode: Function::apply runs forward with it disabled.
+bool fuse_gradient(const at::Tensor& x, bool needs_grad, bool grad_mode) {
+  return needs_grad && x.device().is_cpu() && grad_mode;
 }
 
 // The saved gradient times the upstream gradient. An upstream 1 (the loss is the last op,
 // or summed with others) returns the saved gradient itself: autograd copies it before
 // accumulating in place.
+// Only plain CPU tensors are read: under tracing (fake, functional, Python subclasses) the
+// value is unknown, and the multiply is what gets traced.
 at::Tensor scale_saved(const at::Tensor& saved, const at::Tensor& grad) {
-  if (grad.numel() == 1 && grad.device().is_cpu() && grad.item<double>() == 1.0) return saved;
+  const c10::DispatchKeySet keys = grad.key_set();
+  const bool plain = grad.device().is_cpu() && grad.has_storage() && !keys.has(c10::DispatchKey::Python) &&
+                     !keys.has(c10::DispatchKey::Functionalize) && !keys.has(c10::DispatchKey::FuncTorchBatched);
+  if (plain && grad.numel() == 1 && grad.item<double>() == 1.0) return saved;
   return saved.mul(grad);
 }
 
@@ -48,7 +54,7 @@ class DiscriminatorLoss : public torch::autograd::Function<DiscriminatorLoss> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& real, const at::Tensor& fake,
                             const std::string& mode, double real_label, double fake_label,
-                            const std::string& reduction) {
+                            const std::string& reduction, bool grad_mode) {
     at::AutoDispatchBelowADInplaceOrView guard;
     static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, std::string, double, double,
                                              std::string)>("gentk::discriminator_loss");
@@ -56,7 +62,7 @@ class DiscriminatorLoss : public torch::autograd::Function<DiscriminatorLoss> {
     ctx->saved_data["real_label"] = real_label;
     ctx->saved_data["fake_label"] = fake_label;
     ctx->saved_data["reduction"] = reduction;
-    const bool fused = fuse_gradient(real, real.requires_grad() || fake.requires_grad());
+    const bool fused = fuse_gradient(real, real.requires_grad() || fake.requires_grad(), grad_mode);
     ctx->saved_data["fused"] = fused;
     if (fused) {
       static const auto with_grad =
@@ -79,25 +85,25 @@ class DiscriminatorLoss : public torch::autograd::Function<DiscriminatorLoss> {
     const auto saved = ctx->get_saved_variables();
     if (ctx->saved_data["fused"].toBool()) {
       return {scale_saved(saved[0], grads[0]), scale_saved(saved[1], grads[0]), at::Tensor(), at::Tensor(),
-              at::Tensor(), at::Tensor()};
+              at::Tensor(), at::Tensor(), at::Tensor()};
     }
     auto [gr, gf] = op.call(grads[0].contiguous(), saved[0], saved[1], ctx->saved_data["mode"].toStringRef(),
                             ctx->saved_data["real_label"].toDouble(), ctx->saved_data["fake_label"].toDouble(),
                             ctx->saved_data["reduction"].toStringRef());
-    return {gr, gf, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {gr, gf, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
 class GeneratorLoss : public torch::autograd::Function<GeneratorLoss> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& fake, const std::string& mode,
-                            const std::string& reduction) {
+                            const std::string& reduction, bool grad_mode) {
     at::AutoDispatchBelowADInplaceOrView guard;
     static const auto op =
         handle<at::Tensor(const at::Tensor&, std::string, std::string)>("gentk::generator_loss");
     ctx->saved_data["mode"] = mode;
     ctx->saved_data["reduction"] = reduction;
-    const bool fused = fuse_gradient(fake, fake.requires_grad());
+    const bool fused = fuse_gradient(fake, fake.requires_grad(), grad_mode);
     ctx->saved_data["fused"] = fused;
     if (fused) {
       static const auto with_grad = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, std::string,
@@ -115,10 +121,12 @@ class GeneratorLoss : public torch::autograd::Function<GeneratorLoss> {
     static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, std::string, std::string)>(
         "gentk::generator_loss_backward");
     const auto saved = ctx->get_saved_variables();
-    if (ctx->saved_data["fused"].toBool()) return {scale_saved(saved[0], grads[0]), at::Tensor(), at::Tensor()};
+    if (ctx->saved_data["fused"].toBool()) {
+      return {scale_saved(saved[0], grads[0]), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
     return {op.call(grads[0].contiguous(), saved[0], ctx->saved_data["mode"].toStringRef(),
                     ctx->saved_data["reduction"].toStringRef()),
-            at::Tensor(), at::Tensor()};
+            at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -126,12 +134,12 @@ class GeneratorLoss : public torch::autograd::Function<GeneratorLoss> {
 class BernoulliRecon : public torch::autograd::Function<BernoulliRecon> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& logits, const at::Tensor& target,
-                            const std::string& reduction) {
+                            const std::string& reduction, bool grad_mode) {
     at::AutoDispatchBelowADInplaceOrView guard;
     static const auto op =
         handle<at::Tensor(const at::Tensor&, const at::Tensor&, std::string)>("gentk::bernoulli_recon");
     ctx->saved_data["reduction"] = reduction;
-    const bool fused = fuse_gradient(logits, logits.requires_grad()) && !target.requires_grad();
+    const bool fused = fuse_gradient(logits, logits.requires_grad(), grad_mode) && !target.requires_grad();
     ctx->saved_data["fused"] = fused;
     if (fused) {
       static const auto with_grad = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
@@ -149,13 +157,15 @@ class BernoulliRecon : public torch::autograd::Function<BernoulliRecon> {
     static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, std::string)>(
         "gentk::bernoulli_recon_backward");
     const auto saved = ctx->get_saved_variables();
-    if (ctx->saved_data["fused"].toBool()) return {scale_saved(saved[0], grads[0]), at::Tensor(), at::Tensor()};
+    if (ctx->saved_data["fused"].toBool()) {
+      return {scale_saved(saved[0], grads[0]), at::Tensor(), at::Tensor(), at::Tensor()};
+    }
     const std::string reduction = ctx->saved_data["reduction"].toStringRef();
     const at::Tensor grad = grads[0].contiguous();
     at::Tensor grad_logits, grad_target;
     if (ctx->needs_input_grad(0)) grad_logits = op.call(grad, saved[0], saved[1], reduction);
     if (ctx->needs_input_grad(1)) grad_target = saved[0].mul(grad.mul(-scaled_grad_factor(reduction, saved[0])));
-    return {grad_logits, grad_target, at::Tensor()};
+    return {grad_logits, grad_target, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -188,15 +198,16 @@ class L1Loss : public torch::autograd::Function<L1Loss> {
 
 at::Tensor discriminator_loss_autograd(const at::Tensor& real, const at::Tensor& fake, std::string mode,
                                        double real_label, double fake_label, std::string reduction) {
-  return DiscriminatorLoss::apply(real, fake, mode, real_label, fake_label, reduction);
+  return DiscriminatorLoss::apply(real, fake, mode, real_label, fake_label, reduction,
+                                  c10::GradMode::is_enabled());
 }
 
 at::Tensor generator_loss_autograd(const at::Tensor& fake, std::string mode, std::string reduction) {
-  return GeneratorLoss::apply(fake, mode, reduction);
+  return GeneratorLoss::apply(fake, mode, reduction, c10::GradMode::is_enabled());
 }
 
 at::Tensor bernoulli_recon_autograd(const at::Tensor& logits, const at::Tensor& target, std::string reduction) {
-  return BernoulliRecon::apply(logits, target, reduction);
+  return BernoulliRecon::apply(logits, target, reduction, c10::GradMode::is_enabled());
 }
 
 at::Tensor l1_loss_autograd(const at::Tensor& input, const at::Tensor& target, double weight,

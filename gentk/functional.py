@@ -386,8 +386,9 @@ def discriminator_loss(real_logits, fake_logits, mode, *, real_label=1.0, fake_l
     not apply) or ``hinge`` (mean(relu(1 - real)) + mean(relu(1 + fake))).
     The real and fake terms are each reduced (``mean``, ``sum``) and added, so the batch
     sizes may differ; ``none`` adds the two per-element terms (same shapes). Works for
-    per-sample logits (N, 1) and PatchGAN maps (N, 1, H, W). Backward recomputes the
-    elementwise gradient in one pass; nothing but the logits is kept.
+    per-sample logits (N, 1) and PatchGAN maps (N, 1, H, W). On CPU the elementwise
+    gradient is written in the same pass as the loss (real and fake together) and backward
+    only scales it; elsewhere backward recomputes it in one pass from the saved logits.
     """
     fn = "discriminator_loss"
     _check_tensor(fn, "real_logits", real_logits)

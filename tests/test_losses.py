@@ -180,6 +180,58 @@ def test_repeated_backward_accumulates_exactly(backend):
         assert gentk.discriminator_loss(r, f, "bce").grad_fn is None
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_bce_extreme_logits(backend):
+    """The CPU kernel's float exp / log1p / reciprocal approximations over the whole range:
+    0, tiny, around exp's underflow (-87.3, -104) and overflow, and huge logits, per element
+    and summed, values and gradients against float64."""
+    edge = [0.0, 1e-30, 1e-7, 0.5, 1.0, 2.0, 10.0, 17.0, 30.0, 87.0, 88.5, 89.0, 103.0, 105.0, 1e4, 3e38]
+    x64 = torch.tensor(edge + [-v for v in edge] + torch.linspace(-40, 40, 1001).tolist(), dtype=torch.float64)
+    t64 = torch.rand(x64.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    t64[:8] = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.5, 0.0, 1.0, 0.25], dtype=torch.float64)
+    for dtype in DTYPES:
+        x = x64.to(dtype).requires_grad_()
+        t = t64.to(dtype)
+        want_x = x64.clone().requires_grad_()
+        with gentk.use_backend(backend):
+            got = gentk.bernoulli_recon(x, t, "none")
+        want = ref.bernoulli_recon(want_x, t64, "none")
+        assert torch.isfinite(got).all()
+        # a few ulp of the result, plus the rounding a float formula has in t * x (the cpp
+        # kernel's softplus(x) - t * x); torch's (1 - t) * x - log_sigmoid(x) cancels in x
+        eps = torch.finfo(dtype).eps
+        ulps = 8 if dtype == torch.float32 else 64  # double: at::vec's 20-ulp exp
+        bound = ulps * eps * (want.detach().abs() + x64.abs() * (t64 if backend == "cpp" else 1) + 1e-30)
+        assert ((got.double() - want).abs() <= bound).all(), (got.double() - want).abs().div(bound).max()
+        (gx,) = torch.autograd.grad(got.sum(), x)
+        (wx,) = torch.autograd.grad(want.sum(), want_x)
+        assert ((gx.double() - wx).abs() <= ulps * eps * (wx.abs() + t64) + 1e-45).all()
+        with gentk.use_backend(backend):
+            total = gentk.bernoulli_recon(x.detach(), t, "sum")
+        torch.testing.assert_close(total.double(), want.sum(), rtol=2e-6 if dtype == torch.float32 else 1e-12, atol=0)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_bernoulli_target_check_finds_every_position(backend):
+    """A target outside [0, 1] is caught wherever it lies: first element, a vector's tail
+    lane, another thread's block, the last element; NaN targets are not counted as outside
+    (as torch's comparisons do not)."""
+    n = 3 * 32768 + 21
+    if backend == "triton":
+        n = 1000  # the interpreter is slow
+    x = torch.randn(n)
+    for pos in sorted({0, 17, n // 2, 2 * 32768 + 5, n - 1} & set(range(n))):
+        for bad in (-1e-7, 1.0000001, float("inf"), float("-inf")):
+            t = torch.rand(n)
+            t[pos] = bad
+            with gentk.use_backend(backend), pytest.raises(ValueError, match="target must lie in"):
+                gentk.bernoulli_recon(x.view(1, n), t.view(1, n))
+    t = torch.rand(n)
+    t[5] = float("nan")
+    with gentk.use_backend(backend):
+        assert torch.isnan(gentk.bernoulli_recon(x.view(1, n), t.view(1, n)))
+
+
 # ---- gradient penalty --------------------------------------------------------------------
 
 def _conv_critic(dtype=torch.float64):

@@ -123,6 +123,10 @@ ISA_SCRIPT = textwrap.dedent("""
         out[mode + "_grad"] = ops.discriminator_loss_backward(torch.tensor(1.0), x, y, mode, 0.9, 0.0, "mean")
     out["recon"] = ops.bernoulli_recon(x, t, "batchsum")
     out["recon_grad"] = ops.bernoulli_recon_backward(torch.tensor(1.0), x, t, "batchsum")
+    out["recon_with_grad"] = ops.bernoulli_recon_with_grad(x, t, "batchsum")
+    out["disc_with_grad"] = ops.discriminator_loss_with_grad(x, y[:50], "bce", 0.9, 0.1, "mean")
+    wide = torch.linspace(-120, 120, 2411).reshape(1, -1)  # exp's underflow and the tails
+    out["recon_wide"] = ops.bernoulli_recon_with_grad(wide, torch.rand(wide.shape, generator=g), "none")
     out["l1"] = ops.l1_loss(x, y, 3.0, "sum")
     out["interp"] = ops.gp_interpolate(x, y, seed)
     out["penalty"] = ops.grad_norm_penalty(x, 1.0, False)

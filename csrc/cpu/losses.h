@@ -40,7 +40,8 @@ struct RowsOp {
 };
 
 struct LossKernels {
-  void (*loss_term)(const LossTerm&);
+  // terms[0..count): same kind and dtype, run in one parallel region.
+  void (*loss_terms)(const LossTerm* terms, int count);
   void (*row_sumsq)(const RowsOp&);
   void (*scale_rows)(const RowsOp&);
   void (*interpolate)(const RowsOp&);

@@ -40,6 +40,8 @@ struct CudaMath {
   static __device__ __forceinline__ double exp(double x) { return ::exp(x); }
   static __device__ __forceinline__ float log1p(float e, float, float) { return ::log1pf(e); }
   static __device__ __forceinline__ double log1p(double e, double, double) { return ::log1p(e); }
+  template <class T>
+  static __device__ __forceinline__ T recip(T u) { return T(1) / u; }
   static __device__ __forceinline__ float abs(float x) { return ::fabsf(x); }
   static __device__ __forceinline__ double abs(double x) { return ::fabs(x); }
   template <class T>

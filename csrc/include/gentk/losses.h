@@ -20,11 +20,12 @@ enum LossKind : int {
 // softplus(x) - y*x = max(x, 0) - y*x + log1p(exp(-|x|)); d/dx = sigmoid(x) - y.
 // One exp serves both: sigmoid(x) = 1/(1+e) for x >= 0 and e/(1+e) otherwise, e = exp(-|x|).
 // M::log1p(e, u, r) gets u = 1 + e and r = 1 / u too, which it may use instead of a log1p.
+// M::recip(u) is 1 / u for u in [1, 2] (a policy may refine a reciprocal estimate).
 template <class M, class T>
 GENTK_HOST_DEVICE void bce_term(T x, T y, T& loss, T& grad) {
   const T e = M::exp(T(0) - M::abs(x));
   const T u = T(1) + e;
-  const T r = T(1) / u;
+  const T r = M::recip(u);
   loss = M::max0(x) - y * x + M::log1p(e, u, r);
   grad = M::select(x, r, e * r) - y;
 }
