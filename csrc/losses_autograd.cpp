@@ -44,6 +44,14 @@ at::Tensor scale_saved(const at::Tensor& saved, const at::Tensor& grad) {
   return saved.mul(grad);
 }
 
+// The compiled losses are differentiated once: their backward is not itself differentiable.
+// Under create_graph=True (the engine then runs backward with grad mode on) say so, rather
+// than hand back a gradient whose own derivative would silently be missing.
+void check_first_order(const char* op) {
+  TORCH_CHECK(!c10::GradMode::is_enabled(), "gentk.", op, ": double backward (create_graph=True) through the "
+              "compiled loss is not supported; compute this loss with gentk.use_backend('torch')");
+}
+
 double scaled_grad_factor(const std::string& reduction, const at::Tensor& x) {
   if (reduction == "mean") return 1.0 / static_cast<double>(x.numel());
   if (reduction == "batchsum") return 1.0 / static_cast<double>(x.size(0));
@@ -78,6 +86,7 @@ class DiscriminatorLoss : public torch::autograd::Function<DiscriminatorLoss> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_first_order("discriminator_loss");
     static const auto op =
         handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                   std::string, double, double, std::string)>(
@@ -118,6 +127,7 @@ class GeneratorLoss : public torch::autograd::Function<GeneratorLoss> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_first_order("generator_loss");
     static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, std::string, std::string)>(
         "gentk::generator_loss_backward");
     const auto saved = ctx->get_saved_variables();
@@ -154,6 +164,7 @@ class BernoulliRecon : public torch::autograd::Function<BernoulliRecon> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_first_order("bernoulli_recon");
     static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, std::string)>(
         "gentk::bernoulli_recon_backward");
     const auto saved = ctx->get_saved_variables();
@@ -184,6 +195,7 @@ class L1Loss : public torch::autograd::Function<L1Loss> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    check_first_order("l1_loss");
     static const auto op =
         handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, double, std::string)>(
             "gentk::l1_loss_backward");

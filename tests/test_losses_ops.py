@@ -40,6 +40,21 @@ def test_gradcheck_target_losses(reduction):
         assert torch.autograd.gradcheck(lambda a, b: ops.l1_loss(a, b, 2.5, reduction), (x, y))
 
 
+@pytest.mark.parametrize("loss", [
+    lambda x, y: gentk.discriminator_loss(x, y, "bce"), lambda x, y: gentk.generator_loss(x, "lsgan"),
+    lambda x, y: gentk.bernoulli_recon(x, torch.sigmoid(y.detach())), lambda x, y: gentk.l1_loss(x, y.detach()),
+], ids=["discriminator_loss", "generator_loss", "bernoulli_recon", "l1_loss"])
+def test_double_backward_is_refused_with_a_clear_error(loss):
+    """The compiled losses' backward is first order: create_graph=True must not hand back a
+    gradient whose derivative is silently missing."""
+    x, y = _x((4, 1), 0), _x((4, 1), 1)
+    gentk.set_backend("cpp")
+    (first,) = torch.autograd.grad(loss(x, y), x)  # first order still works
+    assert torch.isfinite(first).all()
+    with pytest.raises(RuntimeError, match="double backward .* not supported"):
+        torch.autograd.grad(loss(x, y), x, create_graph=True)
+
+
 @pytest.mark.parametrize("r1", [False, True])
 def test_gradcheck_and_gradgradcheck_penalty(r1):
     g = _x((3, 2, 5), 0)
