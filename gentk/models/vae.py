@@ -5,7 +5,7 @@ decoder's logits, summed over pixels), KL to N(0, I) summed over the latent dime
 both averaged over the batch; Adam with lr 1e-3. ``arch="conv"`` (default) is a small
 convolutional encoder/decoder; ``arch="mlp"`` is the original one-hidden-layer MLP (400
 units, 20 latents). The reparameterization and the KL run as gentk's fused
-``reparameterize_kl``; the reconstruction is the reference formula.
+``reparameterize_kl``, the reconstruction as ``bernoulli_recon``.
 """
 import math
 
@@ -112,7 +112,7 @@ class VAE(GenerativeModel):
         """(negative ELBO, reconstruction, KL), each summed per example and averaged over the batch."""
         mu, logvar = self.encode(x)
         z, kl = gentk.reparameterize_kl(mu, logvar)
-        recon = F.binary_cross_entropy_with_logits(self.decode(z), x, reduction="sum") / x.shape[0]
+        recon = gentk.bernoulli_recon(self.decode(z), x)
         return recon + kl, recon, kl
 
     def train_step(self, batch):
@@ -145,7 +145,7 @@ class VAE(GenerativeModel):
         """-ELBO per example with the analytic KL and one posterior sample (a [B] tensor)."""
         mu, logvar = self.encode(x)
         z = gentk.reparameterize(mu, logvar)
-        recon = F.binary_cross_entropy_with_logits(self.decode(z), x, reduction="none").flatten(1).sum(1)
+        recon = gentk.bernoulli_recon(self.decode(z), x, reduction="none").flatten(1).sum(1)
         return recon + gentk.gaussian_kl(mu, logvar, reduction="none").sum(-1)
 
     @torch.no_grad()
