@@ -272,201 +272,6 @@ void forward_channels_last(const InstanceNormForward& a) {
   run_by_samples(N, plan.group, run_group);
 }
 
-// Channels-last, column blocks: when a block of channels over all HW rows of one sample
-// (kBlockBytes per tensor read) fits in L2, one task per (n, block) runs its statistics
-// and its write pass back to back, as a contiguous plane does, so the second read comes
-// from L2; the chunked plan above re-reads a whole sample from L3 or DRAM. Blocks are
-// whole 128-byte line pairs (the unit the adjacent-line prefetcher fetches) of channels,
-// or all C. Returns 0 where no block fits. Rows within a block are still visited in
-// order (strided by C, a few lines each), and each segment of rows gets its own
-// float Welford chain or sum, merged after, as the chunks of the plan above.
-constexpr int64_t kBlockBytes = int64_t{1} << 20;
-
-int64_t channel_block(int64_t N, int64_t C, int64_t HW, int64_t elem_size, int64_t tensors) {
-  const int64_t line = std::max<int64_t>(1, 128 / elem_size);
-  int64_t cb = kBlockBytes / std::max<int64_t>(HW * elem_size * tensors, 1);
-  if (cb >= C) cb = C;
-  else cb = cb / line * line;
-  if (cb == 0) return 0;
-  const int64_t threads = at::get_num_threads();
-  while (cb > line && N * ((C + cb - 1) / cb) < threads) cb = std::max(line, (cb / 2 + line - 1) / line * line);
-  return cb;
-}
-
-int64_t segment_rows(int64_t C, int64_t HW) {
-  return std::min<int64_t>(std::max<int64_t>(kChunkElements / std::max<int64_t>(C, 1), 1), HW);
-}
-
-template <int ACT, class T>
-void forward_channels_last_blocked(const InstanceNormForward& a, int64_t cb) {
-  using V = Vectorized<T>;
-  constexpr int64_t W = V::size();
-  const T* const x = static_cast<const T*>(a.x);
-  const T* const weight = static_cast<const T*>(a.weight);
-  const T* const bias = static_cast<const T*>(a.bias);
-  const T* const residual = static_cast<const T*>(a.residual);
-  T* const mean = static_cast<T*>(a.mean);
-  T* const var = static_cast<T*>(a.var);
-  T* const y = static_cast<T*>(a.y);
-  const int64_t N = a.N, C = a.C, HW = a.HW;
-  const bool compute = a.compute_stats;
-  const V eps(static_cast<T>(a.eps));
-  const V slope(static_cast<T>(a.negative_slope));
-  const int64_t blocks = (C + cb - 1) / cb, seg = segment_rows(C, HW);
-  at::parallel_for(int64_t{0}, N * blocks, 1, [&](int64_t t0, int64_t t1) {
-    // per block: running mean, m2; segment mean, m2; then shift, scale, bias
-    std::vector<T> buf(7 * cb);
-    T* const am = buf.data();
-    T* const aq = am + cb;
-    T* const sm = aq + cb;
-    T* const sq = sm + cb;
-    T* const shift = sq + cb;
-    T* const scale = shift + cb;
-    T* const bs = scale + cb;
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / blocks, c0 = (t % blocks) * cb, cn = std::min(cb, C - c0);
-      const T* const origin = x + n * HW * C + c0;  // row 0: the Welford origin
-      if (compute) {
-        std::fill(am, am + 2 * cb, T(0));
-        for (int64_t s0 = 0; s0 < HW; s0 += seg) {
-          const int64_t s1 = std::min(HW, s0 + seg);
-          std::fill(sm, sm + 2 * cb, T(0));
-          for (int64_t r = s0; r < s1; ++r) {
-            const V inv(T(1) / T(r - s0 + 1));
-            const T* row = origin + r * C;
-            for (int64_t c = 0; c < cn; c += W) {
-              const int64_t cnt = std::min(W, cn - c);
-              V m = load(sm + c, cnt), q = load(sq + c, cnt);
-              welford_add(m, q, load(row + c, cnt) - load(origin + c, cnt), inv);
-              store(m, sm + c, cnt);
-              store(q, sq + c, cnt);
-            }
-          }
-          for (int64_t c = 0; c < cn; c += W) {
-            const int64_t cnt = std::min(W, cn - c);
-            V m = load(am + c, cnt), q = load(aq + c, cnt);
-            merge_chains(m, q, s0, load(sm + c, cnt), load(sq + c, cnt), s1 - s0);
-            store(m, am + c, cnt);
-            store(q, aq + c, cnt);
-          }
-        }
-        for (int64_t c = 0; c < cn; c += W) {
-          const int64_t cnt = std::min(W, cn - c);
-          store(load(am + c, cnt) + load(origin + c, cnt), mean + n * C + c0 + c, cnt);
-          store(load(aq + c, cnt) / V(T(HW)), var + n * C + c0 + c, cnt);
-        }
-      }
-      const T* const m = compute ? mean + n * C + c0 : mean + c0;
-      const T* const v = compute ? var + n * C + c0 : var + c0;
-      for (int64_t c = 0; c < cn; c += W) {
-        const int64_t cnt = std::min(W, cn - c);
-        const V w = weight != nullptr ? load(weight + c0 + c, cnt) : V(T(1));
-        store(load(m + c, cnt), shift + c, cnt);
-        store(w / (load(v + c, cnt) + eps).sqrt(), scale + c, cnt);
-        store(bias != nullptr ? load(bias + c0 + c, cnt) : V(T(0)), bs + c, cnt);
-      }
-      // rows in reverse: the last ones read are the likeliest still in L1/L2
-      for (int64_t r = HW - 1; r >= 0; --r) {
-        const int64_t offset = (n * HW + r) * C + c0;
-        const T* row = x + offset;
-        const T* res = residual != nullptr ? residual + offset : nullptr;
-        T* out = y + offset;
-        for (int64_t c = 0; c < cn; c += W) {
-          const int64_t cnt = std::min(W, cn - c);
-          V o = activate_vec<ACT>(at::vec::fmadd(load(row + c, cnt) - load(shift + c, cnt), load(scale + c, cnt),
-                                                 load(bs + c, cnt)),
-                                  slope);
-          if (res != nullptr) o = o + load(res + c, cnt);
-          store(o, out + c, cnt);
-        }
-      }
-    }
-  });
-}
-
-template <int ACT, class T>
-void backward_channels_last_blocked(const InstanceNormBackward& a, double* sum_g, double* sum_gx, int64_t cb) {
-  using V = Vectorized<T>;
-  constexpr int64_t W = V::size();
-  const T* const grad_y = static_cast<const T*>(a.grad_y);
-  const T* const x = static_cast<const T*>(a.x);
-  const T* const weight = static_cast<const T*>(a.weight);
-  const T* const bias = static_cast<const T*>(a.bias);
-  const T* const mean = static_cast<const T*>(a.mean);
-  const T* const var = static_cast<const T*>(a.var);
-  T* const grad_x = static_cast<T*>(a.grad_x);
-  const int64_t N = a.N, C = a.C, HW = a.HW;
-  const bool input_stats = a.input_stats;
-  const V eps(static_cast<T>(a.eps));
-  const V slope(static_cast<T>(a.negative_slope));
-  const int64_t blocks = (C + cb - 1) / cb, seg = segment_rows(C, HW);
-  at::parallel_for(int64_t{0}, N * blocks, 1, [&](int64_t t0, int64_t t1) {
-    // per block: mean, rstd, w, b, w * rstd, -mean(g), -mean(g * xhat), segment sums
-    std::vector<T> buf(9 * cb);
-    T* const ms = buf.data();
-    T* const rs = ms + cb;
-    T* const ws = rs + cb;
-    T* const bs = ws + cb;
-    T* const k1s = bs + cb;
-    T* const k2s = k1s + cb;
-    T* const k3s = k2s + cb;
-    T* const pg = k3s + cb;
-    T* const pgx = pg + cb;
-    std::vector<double> dsum(2 * cb);
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / blocks, c0 = (t % blocks) * cb, cn = std::min(cb, C - c0);
-      for (int64_t c = 0; c < cn; c += W) {
-        const int64_t cnt = std::min(W, cn - c);
-        const V r = V(T(1)) / (load(var + n * C + c0 + c, cnt) + eps).sqrt();
-        const V w = weight != nullptr ? load(weight + c0 + c, cnt) : V(T(1));
-        store(load(mean + n * C + c0 + c, cnt), ms + c, cnt);
-        store(r, rs + c, cnt);
-        store(w, ws + c, cnt);
-        store(bias != nullptr ? load(bias + c0 + c, cnt) : V(T(0)), bs + c, cnt);
-        store(r * w, k1s + c, cnt);
-      }
-      std::fill(dsum.begin(), dsum.end(), 0.0);
-      for (int64_t s0 = 0; s0 < HW; s0 += seg) {
-        const int64_t s1 = std::min(HW, s0 + seg);
-        std::fill(pg, pg + 2 * cb, T(0));
-        for (int64_t r = s0; r < s1; ++r) {
-          const int64_t offset = (n * HW + r) * C + c0;
-          for (int64_t c = 0; c < cn; c += W) {
-            const int64_t cnt = std::min(W, cn - c);
-            const V xh = (load(x + offset + c, cnt) - load(ms + c, cnt)) * load(rs + c, cnt);
-            const V pre = at::vec::fmadd(xh, load(ws + c, cnt), load(bs + c, cnt));
-            const V g = activation_grad_vec<ACT>(load(grad_y + offset + c, cnt), pre, slope);
-            store(load(pg + c, cnt) + g, pg + c, cnt);
-            store(at::vec::fmadd(g, xh, load(pgx + c, cnt)), pgx + c, cnt);
-          }
-        }
-        for (int64_t c = 0; c < cn; ++c) {
-          dsum[c] += pg[c];
-          dsum[cb + c] += pgx[c];
-        }
-      }
-      for (int64_t c = 0; c < cn; ++c) {
-        sum_g[n * C + c0 + c] = dsum[c];
-        sum_gx[n * C + c0 + c] = dsum[cb + c];
-        // grad_x = k1 * (g - mean(g) - xhat * mean(g * xhat)), see backward_contiguous
-        k2s[c] = input_stats ? static_cast<T>(-dsum[c] / double(HW)) : T(0);
-        k3s[c] = input_stats ? static_cast<T>(-dsum[cb + c] / double(HW)) : T(0);
-      }
-      for (int64_t r = HW - 1; r >= 0; --r) {  // reverse, as in forward_channels_last_blocked
-        const int64_t offset = (n * HW + r) * C + c0;
-        for (int64_t c = 0; c < cn; c += W) {
-          const int64_t cnt = std::min(W, cn - c);
-          const V xh = (load(x + offset + c, cnt) - load(ms + c, cnt)) * load(rs + c, cnt);
-          const V pre = at::vec::fmadd(xh, load(ws + c, cnt), load(bs + c, cnt));
-          const V g = activation_grad_vec<ACT>(load(grad_y + offset + c, cnt), pre, slope);
-          store(load(k1s + c, cnt) * at::vec::fmadd(load(k3s + c, cnt), xh, g + load(k2s + c, cnt)),
-                grad_x + offset + c, cnt);
-        }
-      }
-    }
-  });
-}
-
 // Backward. Per plane (or channel lane): sums of g and g * xhat, then grad_x.
 template <int ACT, class T>
 void backward_contiguous(const InstanceNormBackward& a, double* sum_g, double* sum_gx) {
@@ -635,13 +440,7 @@ template <class T>
 void forward_impl(const InstanceNormForward& a) {
   auto run = [&](auto act) {
     constexpr int ACT = decltype(act)::value;
-    if (!a.channels_last) {
-      forward_contiguous<ACT, T>(a);
-    } else if (const int64_t cb = channel_block(a.N, a.C, a.HW, sizeof(T), 1); cb > 0) {
-      forward_channels_last_blocked<ACT, T>(a, cb);
-    } else {
-      forward_channels_last<ACT, T>(a);
-    }
+    if (a.channels_last) forward_channels_last<ACT, T>(a); else forward_contiguous<ACT, T>(a);
   };
   switch (a.activation) {
     case kActRelu: run(std::integral_constant<int, kActRelu>{}); break;
@@ -656,13 +455,8 @@ void backward_impl(const InstanceNormBackward& a) {
   std::vector<double> sum_g(planes), sum_gx(planes);
   auto run = [&](auto act) {
     constexpr int ACT = decltype(act)::value;
-    if (!a.channels_last) {
-      backward_contiguous<ACT, T>(a, sum_g.data(), sum_gx.data());
-    } else if (const int64_t cb = channel_block(a.N, a.C, a.HW, sizeof(T), 2); cb > 0) {
-      backward_channels_last_blocked<ACT, T>(a, sum_g.data(), sum_gx.data(), cb);
-    } else {
-      backward_channels_last<ACT, T>(a, sum_g.data(), sum_gx.data());
-    }
+    if (a.channels_last) backward_channels_last<ACT, T>(a, sum_g.data(), sum_gx.data());
+    else backward_contiguous<ACT, T>(a, sum_g.data(), sum_gx.data());
   };
   switch (a.activation) {
     case kActRelu: run(std::integral_constant<int, kActRelu>{}); break;
