@@ -111,7 +111,13 @@ def measure(case: Case, provider: str, fn: Callable, device: torch.device, timer
         with torch.no_grad():
             return fn(**inputs)
 
+    def clear_grads():
+        # as zero_grad(set_to_none=True) in training: accumulating into .grad is not the op's work
+        for p in inputs.values():
+            p.grad = None
+
     def make_graph():
+        clear_grads()
         outs = _outputs(fn(**inputs))
         return outs, _grads_for(outs)
 
@@ -146,7 +152,7 @@ def measure(case: Case, provider: str, fn: Callable, device: torch.device, timer
             elif mode == "backward":
                 seconds = timer(make_graph, backward)
             else:
-                seconds = timer(lambda: None, forward_backward)
+                seconds = timer(clear_grads, forward_backward)
             row = {
                 "family": case.family, "op": case.op, "shape": case.label, "dtype": str(case.dtype).replace("torch.", ""),
                 "provider": provider, "mode": mode, "median_ms": seconds * 1e3,

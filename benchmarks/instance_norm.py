@@ -126,6 +126,55 @@ def end_to_end(size=128, batch=1, ngf=64, repeats=5, fmt=torch.contiguous_format
             "norm_act_share": share, "fraction_of_bound": saved / share if share > 0 else None}
 
 
+# ---- roofline: the norm + ReLU cases against this process's own memory bandwidth ----------
+
+def _median_s(fn, repeats=15, warmup=3):
+    import statistics
+    import time
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def roofline(shape, fmt=torch.contiguous_format, repeats=15):
+    """Forward+backward of norm + ReLU (eager and gentk cpp) against streaming passes over
+    the same number of bytes, timed in the same process: a read pass (x.sum()), a write
+    pass into a reused buffer, and a write into a fresh allocation (first-touch page
+    faults where malloc maps it). The fused kernel's floor is 3 reads (x; x and grad_y)
+    and 2 writes (y; grad_x) of x's size; `max_vs_eager` is the eager time over that floor:
+    the most any kernel could gain over eager here."""
+    x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
+    grad = torch.randn(shape).contiguous(memory_format=fmt)
+    flat, out = torch.randn(x.numel()), torch.empty(x.numel())
+    read = _median_s(lambda: flat.sum(), repeats)
+    write = _median_s(lambda: out.fill_(1.0), repeats)
+    fresh = _median_s(lambda: torch.empty(x.numel()).fill_(1.0), repeats)
+    nbytes = x.numel() * x.element_size()
+    r = {"MiB": nbytes / 2**20, "read_GBps": nbytes / read / 1e9, "write_GBps": nbytes / write / 1e9,
+         "fresh_write_GBps": nbytes / fresh / 1e9, "floor_ms": (3 * read + 2 * write) * 1e3}
+
+    def step(fn):
+        def run():
+            x.grad = None
+            fn(x).backward(grad)
+        return run
+
+    with gentk.use_backend("cpp"):
+        for name, fn in (("eager", lambda t: ref.instance_norm(t, activation="relu")),
+                         ("gentk", lambda t: gentk.instance_norm(t, activation="relu"))):
+            r[name + "_ms"] = _median_s(step(fn), repeats) * 1e3
+            r[name + "_read_passes"] = r[name + "_ms"] / (read * 1e3)
+    r["max_vs_eager"] = r["eager_ms"] / r["floor_ms"]
+    r["vs_eager"] = r["eager_ms"] / r["gentk_ms"]
+    r["gentk_of_floor"] = r["floor_ms"] / r["gentk_ms"]
+    return r
+
+
 if __name__ == "__main__":
     import argparse
 
@@ -135,7 +184,19 @@ if __name__ == "__main__":
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--ngf", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--roofline", action="store_true",
+                   help="also time the norm + ReLU cases against read / write passes over the same bytes")
     args = p.parse_args()
+    if args.roofline:
+        for shape in SHAPES:
+            for name, fmt in FORMATS.items():
+                r = roofline(shape, fmt)
+                print(f"{'x'.join(map(str, shape))} {name} ({r['MiB']:.0f} MiB): read {r['read_GBps']:.1f} GB/s, "
+                      f"write {r['write_GBps']:.1f} GB/s, fresh write {r['fresh_write_GBps']:.1f} GB/s; "
+                      f"fwd+bwd eager {r['eager_ms']:.1f} ms ({r['eager_read_passes']:.1f} read passes), "
+                      f"gentk {r['gentk_ms']:.1f} ms ({r['gentk_read_passes']:.1f}), floor (3 reads + 2 writes) "
+                      f"{r['floor_ms']:.1f} ms: gentk {r['vs_eager']:.2f}x eager, at {100 * r['gentk_of_floor']:.0f}% "
+                      f"of the floor; the floor is {r['max_vs_eager']:.2f}x eager")
     for name, fmt in FORMATS.items():
         r = end_to_end(args.size, args.batch, args.ngf, args.repeats, fmt)
         print(f"{name}: plain {r['plain_s'] * 1e3:.1f} ms, patched {r['patched_s'] * 1e3:.1f} ms, "

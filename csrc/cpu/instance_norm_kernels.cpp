@@ -246,7 +246,9 @@ void forward_channels_last(const InstanceNormForward& a) {
     }
     at::parallel_for(int64_t{0}, gn * chunks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t nl = t / chunks, k = t % chunks;
+        // chunks in the reverse order of the statistics pass: the last ones read are still in cache
+        const int64_t u = gn * chunks - 1 - t;
+        const int64_t nl = u / chunks, k = u % chunks;
         const int64_t r0 = k * rows, r1 = std::min(HW, r0 + rows);
         const T* const ms = shift_of.data() + nl * C;
         const T* const ss = scale_of.data() + nl * C;
@@ -409,7 +411,8 @@ void backward_channels_last(const InstanceNormBackward& a, double* sum_g, double
     }
     at::parallel_for(int64_t{0}, gn * chunks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t nl = t / chunks, k = t % chunks;
+        const int64_t u = gn * chunks - 1 - t;  // reverse order, as in forward_channels_last
+        const int64_t nl = u / chunks, k = u % chunks;
         const int64_t r0 = k * rows, r1 = std::min(HW, r0 + rows);
         const T* const ms = m_of.data() + nl * C;
         const T* const rs = r_of.data() + nl * C;
