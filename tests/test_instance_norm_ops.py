@@ -165,3 +165,33 @@ def test_missing_extension_falls_back_to_reference():
     out = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "fallback ok" in out.stdout
+
+
+BUFFER_CACHE_SCRIPT = textwrap.dedent("""
+    import torch, gentk
+    x = torch.randn(2, 8, 128, 128)  # 1 MiB: large enough for the buffer cache
+    y = torch.ops.gentk.instance_norm(x, None, None, None, None, 1e-5, 0, 0.01, None)[0]
+    first = y.data_ptr()
+    expected = torch.nn.functional.instance_norm(x)
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+    del y
+    y = torch.ops.gentk.instance_norm(x, None, None, None, None, 1e-5, 0, 0.01, None)[0]
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+    print(y.data_ptr() == first)
+""")
+
+
+@pytest.mark.parametrize("cache_mb, reused", [(None, True), ("0", False)])
+def test_large_outputs_reuse_freed_buffers(cache_mb, reused):
+    """A freed output of >= 1 MiB comes back for the next call of the same size (no fresh
+    pages to fault in), unless GENTK_CPU_BUFFER_CACHE_MB=0 turns the cache off."""
+    import os
+
+    env = dict(os.environ)
+    env.pop("GENTK_CPU_BUFFER_CACHE_MB", None)
+    if cache_mb is not None:
+        env["GENTK_CPU_BUFFER_CACHE_MB"] = cache_mb
+    out = subprocess.run([sys.executable, "-c", BUFFER_CACHE_SCRIPT], capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(reused)
