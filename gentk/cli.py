@@ -107,6 +107,10 @@ def _model_config(model_cls, args, data):
         config["resolution"] = int(image.shape[-1])
     if args.lr is not None and "lr" in accepted:
         config["lr"] = args.lr
+    if "c_dim" in accepted and isinstance(first, (tuple, list)) and len(first) > 1:
+        config["c_dim"] = int(first[1].numel())  # attribute count (StarGAN)
+    if "total_steps" in accepted and hasattr(args, "epochs"):  # training length (learning-rate schedules)
+        config["total_steps"] = args.steps or (args.epochs or DEFAULT_EPOCHS) * max(1, len(data) // args.batch_size)
     return config
 
 
@@ -280,8 +284,19 @@ def cmd_sample(argv):
             raise CommandError(f"--labels: expected comma-separated integers, got {args.labels!r}") from None
         labels = labels.repeat((args.n + len(labels) - 1) // len(labels))[:args.n]
     model.eval()
-    images = model.sample(args.n, labels=labels, generator=torch.Generator().manual_seed(args.seed))
     path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"sample_{state['step']:08d}.png")
+    if hasattr(model, "translation_grid"):  # image-to-image models translate the first test images
+        from gentk.train.trainer import _fetch
+
+        data_cfg = state["config"].get("data", {})
+        test = _load_data(data_cfg.get("name", model.default_data), "test", data_cfg.get("root"),
+                          data_cfg.get("resolution", 28), args.seed)
+        torch.manual_seed(args.seed)  # unpaired sets draw their B side at random
+        images, nrow = model.translation_grid(_fetch(test, list(range(min(args.n, len(test))))))
+        save_grid(path, images, nrow=nrow)
+        print(path)
+        return 0
+    images = model.sample(args.n, labels=labels, generator=torch.Generator().manual_seed(args.seed))
     save_grid(path, images)
     print(path)
     return 0

@@ -4,6 +4,9 @@ import importlib
 
 MODELS = {
     "vae": ("gentk.models.vae:VAE", "Kingma & Welling 2014, Auto-Encoding Variational Bayes"),
+    "pix2pix": ("gentk.models.pix2pix:Pix2Pix", "Isola et al. 2017, Image-to-Image Translation with cGANs"),
+    "cyclegan": ("gentk.models.cyclegan:CycleGAN", "Zhu et al. 2017, Unpaired Translation (Cycle-Consistent GANs)"),
+    "stargan": ("gentk.models.stargan:StarGAN", "Choi et al. 2018, StarGAN: Multi-Domain Image-to-Image Translation"),
 }
 
 
