@@ -39,6 +39,10 @@ def test_train_sample_eval_through_the_cli(tmp_path, capsys, norm):
 
     with Image.open(png) as img:  # two blocks of 3 rows of 8: inputs, outputs, targets
         assert round(img.size[1] / img.size[0] * 8) == 6
+    if norm == "batch":
+        assert cli.main(["eval", out, "--max-examples", "20"]) == 0
+        saved = json.load(open(os.path.join(out, "eval.json")))
+        assert saved["step"] == 3 and 0 < saved["test_l1"] < 1 and saved["test_psnr_db"] > 0
 
 
 def test_direction_picks_the_input_side():
