@@ -37,7 +37,7 @@ from gentk.train import Trainer, save_grid
 
 RUNS = os.path.join(ROOT, "runs", "quality_i2i")
 # steps x batch: the budget of each model (about 10 minutes on one quiet core)
-BUDGETS = {"pix2pix": (1000, 16), "cyclegan": (400, 8), "stargan": (3000, 16)}
+BUDGETS = {"pix2pix": (2500, 16), "cyclegan": (400, 8), "stargan": (3000, 16)}
 
 
 def _command(name):

@@ -290,7 +290,7 @@ def cmd_sample(argv):
 
         data_cfg = state["config"].get("data", {})
         test = _load_data(data_cfg.get("name", model.default_data), "test", data_cfg.get("root"),
-                          data_cfg.get("resolution", 28), args.seed)
+                          data_cfg.get("resolution", 28), state["config"].get("trainer", {}).get("seed", 0))
         torch.manual_seed(args.seed)  # unpaired sets draw their B side at random
         images, nrow = model.translation_grid(_fetch(test, list(range(min(args.n, len(test))))))
         save_grid(path, images, nrow=nrow)
