@@ -52,6 +52,11 @@ def _train(model, data, name, steps, batch_size, seed=0):
     return out
 
 
+def _load():
+    return (f"taken while other jobs shared the 2 cores (load average {os.getloadavg()[1]:.0f} over the last "
+            f"5 minutes of the run)")
+
+
 def _pct(x):
     return f"{100 * x:.1f}%"
 
@@ -84,8 +89,7 @@ def run_pix2pix(args):
             f"the MNIST evaluator does not fit them).\n\n| metric | value |\n| --- | --- |\n"
             + "".join(f"| {k} | {v} |\n" for k, v in rows)
             + f"\nTarget (>= 95% read correctly): {verdict}.\n\n"
-            f"Command: `{_command('pix2pix')}`; {watch.minutes:.1f} min on {machine()}, taken while other "
-            f"jobs shared the 2 cores (load average around 5-10).\n")
+            f"Command: `{_command('pix2pix')}`; {watch.minutes:.1f} min on {machine()}, {_load()}.\n")
     write_section("pix2pix", text)
     print(text)
 
@@ -154,8 +158,7 @@ def run_cyclegan(args):
             f"({_pct(evaluator_acc)} on the held-out originals).\n\n| metric | value |\n| --- | --- |\n"
             + "".join(f"| {k} | {v} |\n" for k, v in rows)
             + f"\nTarget (>= 90% read correctly both ways): {verdict}.\n\n"
-            f"Command: `{_command('cyclegan')}`; {watch.minutes:.1f} min on {machine()}, taken while other "
-            f"jobs shared the 2 cores (load average around 5-10).\n")
+            f"Command: `{_command('cyclegan')}`; {watch.minutes:.1f} min on {machine()}, {_load()}.\n")
     write_section("cyclegan", text)
     print(text)
 
@@ -233,8 +236,7 @@ def run_stargan(args):
             f"nearest palette colour); thickness: a classifier trained 10 epochs on the train split; digit: an "
             f"evaluator trained 10 epochs on the train split's strokes.\n\n" + table
             + f"\nTargets (attribute >= 95%, digit >= 90%): {verdict}.\n\n"
-            f"Command: `{_command('stargan')}`; {watch.minutes:.1f} min on {machine()}, taken while other "
-            f"jobs shared the 2 cores (load average around 5-10).\n")
+            f"Command: `{_command('stargan')}`; {watch.minutes:.1f} min on {machine()}, {_load()}.\n")
     write_section("stargan", text)
     print(text)
 
