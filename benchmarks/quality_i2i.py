@@ -36,6 +36,7 @@ from gentk.models.stargan import StarGAN
 from gentk.train import Trainer, save_grid
 
 RUNS = os.path.join(ROOT, "runs", "quality_i2i")
+RESUME = False
 # steps x batch: the budget of each model (about 10 minutes on one quiet core)
 BUDGETS = {"pix2pix": (2500, 16), "cyclegan": (400, 8), "stargan": (3000, 16)}
 
@@ -45,9 +46,11 @@ def _command(name):
 
 
 def _train(model, data, name, steps, batch_size, seed=0):
+    """Train to ``steps``; with --resume, continue from the run's newest checkpoint (exact)."""
     out = os.path.join(RUNS, name)
+    resume = out if RESUME and os.path.isdir(os.path.join(out, "checkpoints")) else None
     Trainer(model, data, out, steps=steps, batch_size=batch_size, seed=seed, progress=False, log_every=50,
-            sample_every=steps, checkpoint_every=steps, keep_last=1, tensorboard=False).fit()
+            sample_every=steps, checkpoint_every=steps, keep_last=1, tensorboard=False).fit(resume=resume)
     model.eval()
     return out
 
@@ -232,7 +235,7 @@ def run_stargan(args):
             f"1, lambda_rec 10, Adam 1e-4) on the embedded `digits-colour` set at 28 px (attributes red / green / "
             f"blue, exclusive, and thick), {steps} steps (critic updates) of batch {batch}, default (CPU-sized) "
             f"widths. Each of the {n} held-out images is translated to red, green, blue and to its flipped "
-            f"thickness (G in eval mode: running statistics). Colour: measured exactly (mean stroke colour, "
+            f"thickness (G normalizing each image by its own statistics, as the reference's test does: the running averages, which `gentk.models.stargan` keeps as the paper does, mix domains and wreck translations). Colour: measured exactly (mean stroke colour, "
             f"nearest palette colour); thickness: a classifier trained 10 epochs on the train split; digit: an "
             f"evaluator trained 10 epochs on the train split's strokes.\n\n" + table
             + f"\nTargets (attribute >= 95%, digit >= 90%): {verdict}.\n\n"
@@ -249,7 +252,10 @@ def main(argv=None):
     p.add_argument("--models", default="pix2pix,cyclegan,stargan")
     p.add_argument("--mnist-root", default=None)
     p.add_argument("--steps", type=int, default=None, help="override every model's step budget (smoke runs)")
+    p.add_argument("--resume", action="store_true", help="continue each model's previous run to its budget")
     args = p.parse_args(argv)
+    global RESUME
+    RESUME = args.resume
     torch.set_num_threads(1)
     for name in args.models.split(","):
         if args.steps:

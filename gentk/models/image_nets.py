@@ -16,6 +16,7 @@ between the two (the tests compare their outputs).
 Images enter and leave the networks in [-1, 1] (tanh output); :func:`to_signed` /
 :func:`to_unit` convert from and to the data sets' [0, 1].
 """
+import contextlib
 import math
 
 import torch
@@ -247,6 +248,24 @@ class StarDiscriminator(nn.Module):
     def forward(self, x):
         h = self.main(x)
         return self.conv_src(h), self.conv_cls(h).flatten(1)
+
+
+@contextlib.contextmanager
+def instance_statistics(net):
+    """Normalize with each image's own statistics (as in training) even in eval mode, leaving
+    the running statistics untouched: what StarGAN's reference test does (it never switches
+    G to eval mode). Running averages pool images whose tiled label channels differ, and
+    translations made with them fall apart."""
+    saved = []
+    for m in net.modules():
+        if isinstance(m, nn.InstanceNorm2d) and m.track_running_stats:
+            saved.append((m, m.training, m.momentum))
+            m.training, m.momentum = True, 0.0
+    try:
+        yield net
+    finally:
+        for m, training, momentum in saved:
+            m.training, m.momentum = training, momentum
 
 
 def batches(dataset, batch_size=256, max_examples=None):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import gentk
 from gentk.models.adversarial import AdversarialModel, generator_loss, set_requires_grad
 from gentk.models.image_nets import (ExampleInputs, ResnetGenerator, StarDiscriminator, batches, default_width,
-                                     grid_rows, to_signed, to_unit)
+                                     grid_rows, instance_statistics, to_signed, to_unit)
 
 LABEL_MODES = ("multi", "single")
 
@@ -176,10 +176,16 @@ class StarGAN(AdversarialModel):
 
     # --- translation -------------------------------------------------------------------------
     @torch.no_grad()
-    def translate(self, images, target):
-        """G(images, target) in [0, 1]: images in [0, 1], target labels as the networks use them."""
-        images = images.to(self.device)
-        return to_unit(self.generator(tile_labels(to_signed(images), target.to(self.device))).float())
+    def translate(self, images, target, running_stats=False):
+        """G(images, target) in [0, 1]: images in [0, 1], target labels as the networks use them.
+        Each image is normalized by its own statistics, as in the reference's test code;
+        ``running_stats=True`` uses the running averages instead (in eval mode), which mix
+        domains and wreck the translations (see :func:`instance_statistics`)."""
+        images, target = images.to(self.device), target.to(self.device)
+        if running_stats:
+            return to_unit(self.generator(tile_labels(to_signed(images), target)).float())
+        with instance_statistics(self.generator):
+            return to_unit(self.generator(tile_labels(to_signed(images), target)).float())
 
     @torch.no_grad()
     def sample(self, n, labels=None, generator=None, inputs=None, attributes=None):
