@@ -38,7 +38,7 @@ from gentk.train import Trainer, save_grid
 RUNS = os.path.join(ROOT, "runs", "quality_i2i")
 RESUME = False
 # steps x batch: the budget of each model (about 10 minutes on one quiet core)
-BUDGETS = {"pix2pix": (2500, 16), "cyclegan": (400, 8), "stargan": (3000, 16)}
+BUDGETS = {"pix2pix": (3500, 16), "cyclegan": (400, 8), "stargan": (5000, 16)}
 
 
 def _command(name):
