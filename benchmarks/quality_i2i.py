@@ -23,7 +23,7 @@ import os
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
 from benchmarks.quality import CACHE, ROOT, Stopwatch, machine, mnist_evaluator, mnist_split, write_section
 from gentk.data import digits, digits_colour, digits_edges

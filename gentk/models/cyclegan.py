@@ -21,7 +21,7 @@ reference code updates the generators first).
 import torch
 
 import gentk
-from gentk.models.adversarial import AdversarialModel, critic_loss, generator_loss, init_normal, set_requires_grad
+from gentk.models.adversarial import AdversarialModel, generator_loss, init_normal, set_requires_grad
 from gentk.models.image_nets import (ExampleInputs, PatchDiscriminator, ResnetGenerator, batches, default_width,
                                      patch_layers, to_signed, to_unit, translation_grid)
 
