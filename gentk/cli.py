@@ -112,6 +112,10 @@ def _model_config(model_cls, args, data):
         config["classes"] = int(labels.max()) + 1  # conditional models: the data's classes
     if "train_size" in accepted:  # models that scale a paper's schedule to the data set
         config["train_size"] = len(data)
+    if "c_dim" in accepted and isinstance(first, (tuple, list)) and len(first) > 1:
+        config["c_dim"] = int(first[1].numel())  # attribute count (StarGAN)
+    if "total_steps" in accepted and hasattr(args, "epochs"):  # training length (learning-rate schedules)
+        config["total_steps"] = args.steps or (args.epochs or DEFAULT_EPOCHS) * max(1, len(data) // args.batch_size)
     return config
 
 
@@ -314,6 +318,18 @@ def cmd_sample(argv):
         except ValueError as e:
             raise CommandError(f"--traverse-dim: {e}" if args.traverse_dim is not None else str(e)) from None
         path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"traverse_{state['step']:08d}.png")
+        save_grid(path, images, nrow=nrow)
+        print(path)
+        return 0
+    if hasattr(model, "translation_grid"):  # image-to-image models translate the first test images
+        from gentk.train.trainer import _fetch
+
+        data_cfg = state["config"].get("data", {})
+        test = _load_data(data_cfg.get("name", model.default_data), "test", data_cfg.get("root"),
+                          data_cfg.get("resolution", 28), state["config"].get("trainer", {}).get("seed", 0))
+        torch.manual_seed(args.seed)  # unpaired sets draw their B side at random
+        images, nrow = model.translation_grid(_fetch(test, list(range(min(args.n, len(test))))))
+        path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"sample_{state['step']:08d}.png")
         save_grid(path, images, nrow=nrow)
         print(path)
         return 0

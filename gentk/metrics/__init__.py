@@ -32,6 +32,10 @@ def evaluate(model, test_data, *, train_data=None, dataset_key=None, cache_dir=N
                 results.update(capacity_tracking(model, kls))
         if hasattr(model, "categorical_codes") and hasattr(test_data, "tensors") and len(test_data.tensors) > 1:
             results.update(categorical_accuracy(model, test_data, max_examples=max_examples))
+        if hasattr(model, "evaluate_translation"):  # image-to-image models: their own test metrics
+            model.eval()
+            results.update(model.evaluate_translation(test_data, max_examples=max_examples))
+            model.train()
         labelled = hasattr(test_data, "tensors") and len(test_data.tensors) > 1 and \
             test_data.tensors[1].dtype == torch.long
         if labelled and train_data is not None and cache_dir is not None and n_samples:

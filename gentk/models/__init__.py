@@ -9,6 +9,9 @@ MODELS = {
     "gan": ("gentk.models.gan:GAN", "Goodfellow et al. 2014, Generative Adversarial Nets"),
     "cgan": ("gentk.models.cgan:CGAN", "Mirza & Osindero 2014, Conditional Generative Adversarial Nets"),
     "infogan": ("gentk.models.infogan:InfoGAN", "Chen et al. 2016, InfoGAN"),
+    "pix2pix": ("gentk.models.pix2pix:Pix2Pix", "Isola et al. 2017, Image-to-Image Translation with cGANs"),
+    "cyclegan": ("gentk.models.cyclegan:CycleGAN", "Zhu et al. 2017, Unpaired Translation (Cycle-Consistent GANs)"),
+    "stargan": ("gentk.models.stargan:StarGAN", "Choi et al. 2018, StarGAN: Multi-Domain Image-to-Image Translation"),
 }
 
 

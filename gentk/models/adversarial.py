@@ -88,6 +88,11 @@ class AdversarialModel(GenerativeModel):
     def d_step(self, batch):
         raise NotImplementedError
 
+    def generator_steps_next(self):
+        """Whether the critic step now running is followed by a generator step (d_step can
+        then keep its fakes' graph for g_step instead of generating twice)."""
+        return (self.critic_steps + 1) % self.n_critic == 0
+
     def g_step(self, batch):
         raise NotImplementedError
 

@@ -1,0 +1,244 @@
+"""CycleGAN (Zhu et al. 2017, "Unpaired Image-to-Image Translation using Cycle-Consistent
+Adversarial Networks").
+
+Defaults from the paper: two ResNet generators (G_AB, G_BA; 9 residual blocks at 256 px,
+6 at 128 px and below) whose norm + ReLU pairs and residual blocks are gentk's fused
+InstanceNormAct2d / ResidualBlock (InstanceNorm without affine or running statistics);
+two 70x70 PatchGAN discriminators with instance norm; LSGAN; lambda_cyc = 10 for both
+cycles and the identity loss at 0.5 * lambda_cyc (``lambda_identity=0.5``), all L1 through
+``gentk.l1_loss(weight=)``; each discriminator sees a pool of the last 50 generated images
+(half the time an older one, :class:`ImagePool`; the pools are part of the checkpoint, so a
+resumed run continues exactly); Adam 2e-4, betas (0.5, 0.999), weights ~ N(0, 0.02); the
+learning rate constant for the first half of training and decaying linearly towards zero
+over the second half (``total_steps``, which ``gentk train`` fills in).
+
+CPU-sized defaults (documented departures): below 128 px the generator and discriminator
+base width is 16 (the paper's 64 with ``--width 64 --d-width 64``) and the PatchGAN has 2
+layers (34x34 patches) since a 70x70 patch covers a whole 28-32 px image (``--d-layers 3``).
+One trainer step updates both discriminators, then both generators on the same fakes (the
+reference code updates the generators first).
+"""
+import torch
+
+import gentk
+from gentk.models.adversarial import AdversarialModel, generator_loss, init_normal, set_requires_grad
+from gentk.models.image_nets import (ExampleInputs, PatchDiscriminator, ResnetGenerator, batches, default_width,
+                                     patch_layers, to_signed, to_unit, translation_grid)
+
+
+class ImagePool:
+    """Shrivastava et al.'s history of generated images, as CycleGAN uses it: while fewer than
+    ``size`` are stored each new image is stored and returned; afterwards each new image is,
+    with probability 1/2, swapped for a random stored one (which is returned instead), else
+    returned as is. Randomness comes from torch's global generator (checkpointed)."""
+
+    def __init__(self, size=50):
+        self.size = int(size)
+        self.images = []
+
+    def query(self, images):
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand(()) < 0.5:
+                slot = int(torch.randint(self.size, ()))
+                out.append(self.images[slot])
+                self.images[slot] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out)
+
+    def state(self):
+        return torch.cat(self.images).cpu() if self.images else torch.empty(0)
+
+    def load(self, stored, device):
+        self.images = [image.unsqueeze(0).to(device) for image in stored] if stored.numel() else []
+
+
+def linear_decay(total_steps):
+    """LambdaLR factor: 1 for the first half of ``total_steps``, then linearly towards 0 (the
+    reference's 1 - max(0, t + 1 - n) / (n_decay + 1), per step instead of per epoch)."""
+    half = total_steps // 2
+    decay = total_steps - half
+
+    def factor(step):
+        return 1.0 - max(0, step + 1 - half) / (decay + 1)
+
+    return factor
+
+
+class CycleGAN(AdversarialModel):
+    name = "cyclegan"
+    paper = "Zhu et al. 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks"
+    data_kind = "unpaired"
+    default_data = "digits-thickness"
+    default_loss = "lsgan"
+
+    def __init__(self, channels=1, resolution=28, width=None, d_width=None, n_blocks=None, d_layers=None,
+                 lambda_cyc=10.0, lambda_identity=0.5, pool_size=50, total_steps=None, lr=2e-4, loss="lsgan",
+                 n_critic=1, lambda_gp=10.0):
+        width = width or default_width(resolution)
+        d_width = d_width or default_width(resolution)
+        n_blocks = n_blocks or (9 if resolution >= 256 else 6)
+        d_layers = d_layers or patch_layers(resolution)
+        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, channels=channels,
+                         resolution=resolution, width=width, d_width=d_width, n_blocks=n_blocks, d_layers=d_layers,
+                         lambda_cyc=lambda_cyc, lambda_identity=lambda_identity, pool_size=pool_size,
+                         total_steps=total_steps, lr=lr)
+        if resolution % 4:
+            raise ValueError(f"the ResNet generator needs a resolution divisible by 4, got {resolution}")
+        if not lambda_cyc >= 0 or not lambda_identity >= 0:
+            raise ValueError(f"lambda_cyc and lambda_identity must be >= 0, got {lambda_cyc}, {lambda_identity}")
+        if pool_size < 0:
+            raise ValueError(f"pool_size must be >= 0, got {pool_size}")
+        if total_steps is not None and total_steps < 1:
+            raise ValueError(f"total_steps must be at least 1, got {total_steps}")
+        self.lambda_cyc, self.lambda_identity = float(lambda_cyc), float(lambda_identity)
+        self.gen_ab = ResnetGenerator(channels, channels, width, n_blocks, "cyclegan")
+        self.gen_ba = ResnetGenerator(channels, channels, width, n_blocks, "cyclegan")
+        self.disc_a = PatchDiscriminator(channels, d_width, d_layers, "instance")  # real A vs G_BA(B)
+        self.disc_b = PatchDiscriminator(channels, d_width, d_layers, "instance")  # real B vs G_AB(A)
+        for net in self.networks().values():
+            net.apply(init_normal)
+        self.opt_g = torch.optim.Adam(list(self.gen_ab.parameters()) + list(self.gen_ba.parameters()), lr=lr,
+                                      betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(list(self.disc_a.parameters()) + list(self.disc_b.parameters()), lr=lr,
+                                      betas=(0.5, 0.999))
+        self.scheds = {}
+        if total_steps:
+            self.scheds = {name: torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(total_steps))
+                           for name, opt in self.optimizers().items()}
+        self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
+        self.examples = ExampleInputs()
+        self._fakes = None
+
+    @classmethod
+    def add_arguments(cls, parser):
+        super().add_arguments(parser)
+        parser.add_argument("--width", type=int, default=None,
+                            help="generator base width (default 64 from 128 px, 16 below)")
+        parser.add_argument("--d-width", dest="d_width", type=int, default=None, help="discriminator base width")
+        parser.add_argument("--n-blocks", dest="n_blocks", type=int, default=None,
+                            help="residual blocks (default 9 from 256 px, 6 below)")
+        parser.add_argument("--d-layers", dest="d_layers", type=int, default=None,
+                            help="PatchGAN layers (3: 70x70 patches, the paper's; default 2 below 64 px)")
+        parser.add_argument("--lambda-cyc", dest="lambda_cyc", type=float, default=10.0, help="cycle weight (10)")
+        parser.add_argument("--lambda-identity", dest="lambda_identity", type=float, default=0.5,
+                            help="identity loss weight as a fraction of --lambda-cyc (0.5; 0 turns it off)")
+        parser.add_argument("--pool-size", dest="pool_size", type=int, default=50,
+                            help="generated images each discriminator draws from (50; 0: no pool)")
+
+    def networks(self):
+        return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba, "disc_a": self.disc_a, "disc_b": self.disc_b}
+
+    def optimizers(self):
+        return {"generators": self.opt_g, "discriminators": self.opt_d}
+
+    def schedulers(self):
+        return self.scheds
+
+    def d_step(self, batch):
+        real_a, real_b = to_signed(batch[0]), to_signed(batch[1])
+        self.examples.remember(batch[0], batch[1])
+        with self.autocast():
+            if self.generator_steps_next():
+                fake_b, fake_a = self.gen_ab(real_a), self.gen_ba(real_b)
+                self._fakes = fake_a, fake_b  # G is unchanged until g_step: no second forward
+            else:
+                with torch.no_grad():
+                    fake_b, fake_a = self.gen_ab(real_a), self.gen_ba(real_b)
+            total, parts = 0.0, {}
+            for key, disc, real, fake in (("a", self.disc_a, real_a, self.pool_a.query(fake_a)),
+                                          ("b", self.disc_b, real_b, self.pool_b.query(fake_b))):
+                loss, terms = self.critic_objective(lambda x, d=disc: d(x).flatten(1).sum(1), real, fake,
+                                                    disc(real).float(), disc(fake.detach()).float())
+                total = total + 0.5 * loss  # halved, as the reference does for each discriminator
+                parts.update({f"{name}_{key}": value for name, value in terms.items()})
+        self.backward_step(total, self.opt_d)
+        return parts
+
+    def g_step(self, batch):
+        real_a, real_b = to_signed(batch[0]), to_signed(batch[1])
+        fakes, self._fakes = self._fakes, None
+        set_requires_grad([self.disc_a, self.disc_b], False)
+        with self.autocast():
+            fake_a, fake_b = fakes if fakes is not None else (self.gen_ba(real_b), self.gen_ab(real_a))
+            adv = generator_loss(self.loss, self.disc_b(fake_b).float()) + \
+                generator_loss(self.loss, self.disc_a(fake_a).float())
+            cycle = gentk.l1_loss(self.gen_ba(fake_b).float(), real_a.float(), weight=self.lambda_cyc) + \
+                gentk.l1_loss(self.gen_ab(fake_a).float(), real_b.float(), weight=self.lambda_cyc)
+            loss = adv + cycle
+            identity = None
+            if self.lambda_identity > 0:
+                weight = self.lambda_cyc * self.lambda_identity
+                identity = gentk.l1_loss(self.gen_ab(real_b).float(), real_b.float(), weight=weight) + \
+                    gentk.l1_loss(self.gen_ba(real_a).float(), real_a.float(), weight=weight)
+                loss = loss + identity
+        self.backward_step(loss, self.opt_g)
+        set_requires_grad([self.disc_a, self.disc_b], True)
+        out = {"g_adv": adv.item(), "cycle": cycle.item()}
+        if identity is not None:
+            out["identity"] = identity.item()
+        return out
+
+    def train_step(self, batch):
+        losses = super().train_step(batch)
+        for sched in self.scheds.values():
+            sched.step()
+        return losses
+
+    @torch.no_grad()
+    def translate(self, images, direction="AtoB"):
+        """G_AB (``AtoB``) or G_BA (``BtoA``) of images in [0, 1], in [0, 1]."""
+        gen = self.gen_ab if direction == "AtoB" else self.gen_ba
+        return to_unit(gen(to_signed(images.to(self.device))).float())
+
+    @torch.no_grad()
+    def sample(self, n, labels=None, generator=None, inputs=None, direction="AtoB"):
+        """Translations of ``inputs`` (in [0, 1]) by G_AB (or G_BA), or of the first training A images."""
+        if inputs is None:
+            a, b = self.examples.take(n, self.device, self.name)
+            inputs = a if direction == "AtoB" else b
+        return self.translate(inputs[:n], direction)
+
+    def _rows(self, chunk):
+        a, b = chunk[0], chunk[1]
+        fake_b, fake_a = self.translate(a, "AtoB"), self.translate(b, "BtoA")
+        return [a, fake_b, self.translate(fake_b, "BtoA"), b, fake_a, self.translate(fake_a, "AtoB")]
+
+    @torch.no_grad()
+    def translation_grid(self, batch, n=None, generator=None):
+        """Rows of 8: A, G_AB(A), G_BA(G_AB(A)), B, G_BA(B), G_AB(G_BA(B)). Returns (images, nrow)."""
+        return translation_grid(self._rows, batch, n)
+
+    def visuals(self, batch):
+        images, _ = self.translation_grid(batch, 16)
+        return {"translations": images} if len(images) else {}
+
+    @torch.no_grad()
+    def evaluate_translation(self, test_data, max_examples=None):
+        """Mean cycle L1 (in [0, 1] pixel units) A -> B -> A and B -> A -> B on the test split."""
+        totals, count = {"test_cycle_l1_a": 0.0, "test_cycle_l1_b": 0.0}, 0
+        for a, b in batches(test_data, max_examples=max_examples):
+            rec_a = self.translate(self.translate(a, "AtoB"), "BtoA").cpu()
+            rec_b = self.translate(self.translate(b, "BtoA"), "AtoB").cpu()
+            totals["test_cycle_l1_a"] += (rec_a - a).abs().flatten(1).mean(1).sum().item()
+            totals["test_cycle_l1_b"] += (rec_b - b).abs().flatten(1).mean(1).sum().item()
+            count += len(a)
+        return {k: v / max(count, 1) for k, v in totals.items()}
+
+    def extra_state(self):
+        return {**super().extra_state(), **self.examples.state(), "pool_a": self.pool_a.state(),
+                "pool_b": self.pool_b.state()}
+
+    def load_extra_state(self, state):
+        super().load_extra_state(state)
+        self.examples.load(state)
+        for key, pool in (("pool_a", self.pool_a), ("pool_b", self.pool_b)):
+            if key in state:
+                pool.load(state[key], self.device)

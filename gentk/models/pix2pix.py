@@ -1,0 +1,157 @@
+"""pix2pix (Isola et al. 2017, "Image-to-Image Translation with Conditional Adversarial Networks").
+
+Defaults from the paper: U-Net generator with skips and dropout 0.5 in the decoder levels
+next to the bottleneck; 70x70 PatchGAN discriminator on concat(input, output); BCE
+adversarial loss (non-saturating for G); lambda_L1 = 100 through ``gentk.l1_loss(weight=)``;
+the discriminator's loss halved; Adam 2e-4, betas (0.5, 0.999); weights ~ N(0, 0.02).
+``norm="batch"`` (the paper's) or ``"instance"`` (gentk's fused InstanceNormAct2d).
+
+CPU-sized defaults (documented departures): below 128 px the base width is 16 (the paper's
+64 with ``--width 64``) and the PatchGAN has 2 layers (34x34 patches; a 70x70 patch would
+be the whole 28-32 px image; ``--d-layers 3`` for the paper's). ``direction`` ``BtoA`` is the
+default because the embedded ``digits-edges`` pairs are (digit, edge map) and the task is
+edges -> digit, as in the paper's edges2* sets; use ``AtoB`` for folders stored input|output.
+"""
+import torch
+
+import gentk
+from gentk.models.adversarial import AdversarialModel, generator_loss, init_normal, set_requires_grad
+from gentk.models.image_nets import (NORMS, ExampleInputs, PatchDiscriminator, UnetGenerator, batches,
+                                     default_width, patch_layers, psnr, to_signed, to_unit, translation_grid)
+
+
+class Pix2Pix(AdversarialModel):
+    name = "pix2pix"
+    paper = "Isola et al. 2017, Image-to-Image Translation with Conditional Adversarial Networks"
+    data_kind = "paired"
+    default_data = "digits-edges"
+    default_loss = "bce"
+
+    def __init__(self, channels=1, resolution=28, direction="BtoA", norm="batch", width=None, d_width=None,
+                 d_layers=None, dropout=0.5, lambda_l1=100.0, lr=2e-4, loss="bce", n_critic=1, lambda_gp=10.0):
+        width = width or default_width(resolution)
+        d_width = d_width or default_width(resolution)
+        d_layers = d_layers or patch_layers(resolution)
+        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, channels=channels,
+                         resolution=resolution, direction=direction, norm=norm, width=width, d_width=d_width,
+                         d_layers=d_layers, dropout=dropout, lambda_l1=lambda_l1, lr=lr)
+        if direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not lambda_l1 >= 0:
+            raise ValueError(f"lambda_l1 must be >= 0, got {lambda_l1}")
+        self.direction, self.lambda_l1 = direction, float(lambda_l1)
+        self.generator = UnetGenerator(channels, channels, resolution, width, norm, dropout)
+        self.discriminator = PatchDiscriminator(2 * channels, d_width, d_layers, norm)
+        self.generator.apply(init_normal)
+        self.discriminator.apply(init_normal)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.examples = ExampleInputs()
+        self._fake = None
+
+    @classmethod
+    def add_arguments(cls, parser):
+        super().add_arguments(parser)
+        parser.add_argument("--direction", choices=("AtoB", "BtoA"), default="BtoA",
+                            help="translate A to B or B to A (default BtoA: edges -> digit on digits-edges)")
+        parser.add_argument("--norm", choices=NORMS, default="batch",
+                            help="batch (the paper's) or instance (gentk's fused kernel)")
+        parser.add_argument("--width", type=int, default=None, help="generator base width (default 64 from 128 px, "
+                            "16 below)")
+        parser.add_argument("--d-width", dest="d_width", type=int, default=None, help="discriminator base width")
+        parser.add_argument("--d-layers", dest="d_layers", type=int, default=None,
+                            help="PatchGAN layers (3: 70x70 patches, the paper's; default 2 below 64 px)")
+        parser.add_argument("--dropout", type=float, default=0.5, help="decoder dropout (default 0.5)")
+        parser.add_argument("--lambda-l1", dest="lambda_l1", type=float, default=100.0, help="L1 weight (default 100)")
+
+    def networks(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self):
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    def split(self, batch):
+        """(input, target) in [-1, 1] for the configured direction."""
+        a, b = batch[0], batch[1]
+        source, target = (a, b) if self.direction == "AtoB" else (b, a)
+        return to_signed(source), to_signed(target)
+
+    def d_step(self, batch):
+        source, target = self.split(batch)
+        self.examples.remember(batch[0] if self.direction == "AtoB" else batch[1])
+        with self.autocast():
+            if self.generator_steps_next():
+                fake = self._fake = self.generator(source)  # reused by g_step: G is unchanged until then
+            else:
+                with torch.no_grad():
+                    fake = self.generator(source)
+            real_logits = self.discriminator(torch.cat([source, target], 1)).float()
+            fake_logits = self.discriminator(torch.cat([source, fake.detach()], 1)).float()
+            critic = lambda x: self.discriminator(torch.cat([source, x], 1)).flatten(1).sum(1)  # noqa: E731
+            adv, parts = self.critic_objective(critic, target, fake, real_logits, fake_logits)
+            loss = 0.5 * adv  # the paper halves D's objective to slow it relative to G
+        self.backward_step(loss, self.opt_d)
+        return parts
+
+    def g_step(self, batch):
+        source, target = self.split(batch)
+        fake, self._fake = self._fake, None
+        set_requires_grad(self.discriminator, False)
+        with self.autocast():
+            if fake is None:
+                fake = self.generator(source)
+            adv = generator_loss(self.loss, self.discriminator(torch.cat([source, fake], 1)).float())
+            l1 = gentk.l1_loss(fake.float(), target.float(), weight=self.lambda_l1)
+            loss = adv + l1
+        self.backward_step(loss, self.opt_g)
+        set_requires_grad(self.discriminator, True)
+        return {"g_adv": adv.item(), "g_l1": l1.item() / max(self.lambda_l1, 1e-12)}
+
+    @torch.no_grad()
+    def translate(self, source):
+        """Generator output in [0, 1] for inputs in [0, 1]."""
+        return to_unit(self.generator(to_signed(source.to(self.device))).float())
+
+    @torch.no_grad()
+    def sample(self, n, labels=None, generator=None, inputs=None):
+        """Translations of ``inputs`` (in [0, 1], the direction's source side), or of the first
+        training inputs when none are given."""
+        if inputs is None:
+            (inputs,) = self.examples.take(n, self.device, self.name)
+        return self.translate(inputs[:n])
+
+    def _rows(self, chunk):
+        source, target = (chunk[0], chunk[1]) if self.direction == "AtoB" else (chunk[1], chunk[0])
+        return [source, self.translate(source), target]
+
+    @torch.no_grad()
+    def translation_grid(self, batch, n=None, generator=None):
+        """Rows of 8: inputs, outputs, targets (repeated). Returns (images, nrow)."""
+        return translation_grid(self._rows, batch, n)
+
+    def visuals(self, batch):
+        images, _ = self.translation_grid(batch, 24)
+        return {"translations": images} if len(images) else {}
+
+    @torch.no_grad()
+    def evaluate_translation(self, test_data, max_examples=None):
+        """Mean L1 and PSNR (in [0, 1] pixel units) of outputs against targets on the test pairs."""
+        l1, db, count = 0.0, 0.0, 0
+        for chunk in batches(test_data, max_examples=max_examples):
+            source, target = (chunk[0], chunk[1]) if self.direction == "AtoB" else (chunk[1], chunk[0])
+            out = self.translate(source).cpu()
+            l1 += (out - target).abs().flatten(1).mean(1).sum().item()
+            db += psnr(out, target).sum().item()
+            count += len(out)
+        return {"test_l1": l1 / max(count, 1), "test_psnr_db": db / max(count, 1)}
+
+    def extra_state(self):
+        return {**super().extra_state(), **self.examples.state()}
+
+    def load_extra_state(self, state):
+        super().load_extra_state(state)
+        self.examples.load(state)

@@ -1,0 +1,258 @@
+"""StarGAN (Choi et al. 2018, "StarGAN: Unified Generative Adversarial Networks for Multi-Domain
+Image-to-Image Translation").
+
+Defaults from the paper: one generator G(x, c) that sees the target label c tiled over the
+image and concatenated to it as extra channels: conv7, two stride-2 downsamplings, 6
+residual blocks, two upsamplings, conv7, tanh, with InstanceNorm (affine weights, running
+statistics) — gentk's fused InstanceNormAct2d / ResidualBlock; a discriminator without
+norm (LeakyReLU 0.01) with a source head (a patch map of real/fake scores) and a
+domain-classification head; WGAN-GP through ``gentk.gradient_penalty`` on the source head
+(the patch map summed per image: its gradient is the reference's ``grad_outputs=ones``),
+lambda_gp = 10; lambda_cls = 1, lambda_rec = 10 (L1 through ``gentk.l1_loss(weight=)``);
+n_critic = 5; Adam 1e-4, betas (0.5, 0.999). Training targets are the batch's own labels
+in a random order, as in the reference code.
+
+Labels: ``label_mode="multi"`` (CelebA-style binary attributes, the classification loss is
+BCE summed over attributes through ``gentk.bernoulli_recon``) or ``"single"`` (RaFD-style
+domains, cross-entropy; the domain is the argmax of the first ``exclusive`` attribute
+columns, or of all when ``exclusive=0``). In multi mode the first ``exclusive`` attributes
+form one mutually exclusive group (CelebA's hair colours, digits-colour's red/green/blue):
+translating to one of them sets it and clears the others, any other attribute is flipped.
+
+CPU-sized defaults (documented departure): below 128 px the generator and discriminator
+base width is 16 (the paper's 64 with ``--width 64 --d-width 64``); the discriminator has
+as many stride-2 layers as leave a map of at least 2x2 (6 at 128 px, the paper's).
+"""
+import torch
+import torch.nn.functional as F
+
+import gentk
+from gentk.models.adversarial import AdversarialModel, generator_loss, set_requires_grad
+from gentk.models.image_nets import (ExampleInputs, ResnetGenerator, StarDiscriminator, batches, default_width,
+                                     grid_rows, instance_statistics, to_signed, to_unit)
+
+LABEL_MODES = ("multi", "single")
+
+
+def tile_labels(x, c):
+    """x [N, C, H, W] with c [N, K] tiled over H x W appended as K more channels."""
+    return torch.cat([x, c.to(x.dtype).view(*c.shape, 1, 1).expand(-1, -1, *x.shape[2:])], dim=1)
+
+
+def classification_loss(logits, target, label_mode):
+    """multi: BCE-with-logits summed over attributes, averaged over the batch (the reference's
+    ``binary_cross_entropy_with_logits(..., size_average=False) / N``); single: cross-entropy
+    against the target domain (one-hot or index)."""
+    if label_mode == "multi":
+        return gentk.bernoulli_recon(logits.float(), target.float(), reduction="batchsum")
+    index = target if target.dtype == torch.long else target.argmax(1)
+    return F.cross_entropy(logits.float(), index)
+
+
+class StarGAN(AdversarialModel):
+    name = "stargan"
+    paper = "Choi et al. 2018, StarGAN: Unified GANs for Multi-Domain Image-to-Image Translation"
+    data_kind = "attributes"
+    default_data = "digits-colour"
+    default_loss = "wgan-gp"
+    default_n_critic = 5
+
+    def __init__(self, channels=3, resolution=28, c_dim=4, label_mode="multi", exclusive=3, width=None,
+                 d_width=None, n_blocks=6, d_layers=None, lambda_cls=1.0, lambda_rec=10.0, lr=1e-4,
+                 loss="wgan-gp", n_critic=5, lambda_gp=10.0):
+        width = width or default_width(resolution)
+        d_width = d_width or default_width(resolution)
+        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, channels=channels,
+                         resolution=resolution, c_dim=c_dim, label_mode=label_mode, exclusive=exclusive,
+                         width=width, d_width=d_width, n_blocks=n_blocks, d_layers=d_layers, lambda_cls=lambda_cls,
+                         lambda_rec=lambda_rec, lr=lr)
+        if label_mode not in LABEL_MODES:
+            raise ValueError(f"label_mode must be 'multi' or 'single', got {label_mode!r}")
+        if c_dim < 1 or not 0 <= exclusive <= c_dim:
+            raise ValueError(f"need c_dim >= 1 and 0 <= exclusive <= c_dim, got c_dim={c_dim}, exclusive={exclusive}")
+        if label_mode == "single" and exclusive == 1:
+            raise ValueError("label_mode 'single' needs at least 2 domains (exclusive >= 2, or 0 for all)")
+        if resolution % 4:
+            raise ValueError(f"the generator needs a resolution divisible by 4, got {resolution}")
+        self.label_mode, self.c_dim, self.exclusive = label_mode, c_dim, exclusive
+        self.label_dim = (exclusive or c_dim) if label_mode == "single" else c_dim
+        self.lambda_cls, self.lambda_rec = float(lambda_cls), float(lambda_rec)
+        self.generator = ResnetGenerator(channels + self.label_dim, channels, width, n_blocks, "stargan")
+        self.discriminator = StarDiscriminator(channels, self.label_dim, resolution, d_width, d_layers)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.examples = ExampleInputs()
+        self._cached = None
+
+    @classmethod
+    def add_arguments(cls, parser):
+        super().add_arguments(parser)
+        parser.add_argument("--label-mode", dest="label_mode", choices=LABEL_MODES, default="multi",
+                            help="multi: binary attributes with BCE (default); single: one domain per image, CE")
+        parser.add_argument("--exclusive", type=int, default=3,
+                            help="the first N attributes are mutually exclusive (hair colours, digit colours; "
+                                 "default 3; 0: none) and, in single mode, the domains")
+        parser.add_argument("--width", type=int, default=None,
+                            help="generator base width (default 64 from 128 px, 16 below)")
+        parser.add_argument("--d-width", dest="d_width", type=int, default=None, help="discriminator base width")
+        parser.add_argument("--n-blocks", dest="n_blocks", type=int, default=6, help="residual blocks (6)")
+        parser.add_argument("--d-layers", dest="d_layers", type=int, default=None,
+                            help="discriminator stride-2 layers (default: down to a 2x2 map, 6 at 128 px)")
+        parser.add_argument("--lambda-cls", dest="lambda_cls", type=float, default=1.0, help="domain loss (1)")
+        parser.add_argument("--lambda-rec", dest="lambda_rec", type=float, default=10.0, help="reconstruction (10)")
+
+    def networks(self):
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self):
+        return {"generator": self.opt_g, "discriminator": self.opt_d}
+
+    # --- labels ------------------------------------------------------------------------------
+    def labels_of(self, attributes):
+        """The label the networks use: the attribute vector (multi) or a one-hot domain (single)."""
+        if self.label_mode == "multi":
+            return attributes.float()
+        index = attributes if attributes.dtype == torch.long else attributes[:, :self.label_dim].argmax(1)
+        return F.one_hot(index, self.label_dim).float()
+
+    def domain_targets(self, labels):
+        """For labels [N, K]: one target label set per domain, as the reference's test grids:
+        each exclusive attribute set alone in its group, then each other attribute flipped."""
+        if self.label_mode == "single":
+            return [F.one_hot(torch.full((len(labels),), i, dtype=torch.long, device=labels.device),
+                              self.label_dim).float() for i in range(self.label_dim)]
+        targets = []
+        for i in range(self.c_dim):
+            t = labels.clone()
+            if i < self.exclusive:
+                t[:, :self.exclusive] = 0
+                t[:, i] = 1
+            else:
+                t[:, i] = 1 - t[:, i]
+            targets.append(t)
+        return targets
+
+    # --- training ----------------------------------------------------------------------------
+    def d_step(self, batch):
+        real, c_org = to_signed(batch[0]), self.labels_of(batch[1])
+        self.examples.remember(batch[0], batch[1])
+        c_trg = c_org[torch.randperm(len(c_org), device=c_org.device)]
+        with self.autocast():
+            if self.generator_steps_next():
+                fake = self.generator(tile_labels(real, c_trg))
+                self._cached = fake, c_org, c_trg  # G is unchanged until g_step: no second forward
+            else:
+                with torch.no_grad():
+                    fake = self.generator(tile_labels(real, c_trg))
+            real_src, real_cls = self.discriminator(real)
+            fake_src, _ = self.discriminator(fake.detach())
+            adv, parts = self.critic_objective(lambda x: self.discriminator(x)[0].flatten(1).sum(1), real, fake,
+                                               real_src.float(), fake_src.float())
+            cls = classification_loss(real_cls, c_org, self.label_mode)
+            loss = adv + self.lambda_cls * cls
+        self.backward_step(loss, self.opt_d)
+        return {**parts, "d_cls": cls.item()}
+
+    def g_step(self, batch):
+        real = to_signed(batch[0])
+        cached, self._cached = self._cached, None
+        set_requires_grad(self.discriminator, False)
+        with self.autocast():
+            if cached is None:
+                c_org = self.labels_of(batch[1])
+                c_trg = c_org[torch.randperm(len(c_org), device=c_org.device)]
+                fake = self.generator(tile_labels(real, c_trg))
+            else:
+                fake, c_org, c_trg = cached
+            fake_src, fake_cls = self.discriminator(fake)
+            adv = generator_loss(self.loss, fake_src.float())
+            cls = classification_loss(fake_cls, c_trg, self.label_mode)
+            rec = gentk.l1_loss(self.generator(tile_labels(fake, c_org)).float(), real.float(),
+                                weight=self.lambda_rec)
+            loss = adv + self.lambda_cls * cls + rec
+        self.backward_step(loss, self.opt_g)
+        set_requires_grad(self.discriminator, True)
+        return {"g_adv": adv.item(), "g_cls": cls.item(), "g_rec": rec.item() / max(self.lambda_rec, 1e-12)}
+
+    # --- translation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def translate(self, images, target, running_stats=False):
+        """G(images, target) in [0, 1]: images in [0, 1], target labels as the networks use them.
+        Each image is normalized by its own statistics, as in the reference's test code;
+        ``running_stats=True`` uses the running averages instead (in eval mode), which mix
+        domains and wreck the translations (see :func:`instance_statistics`)."""
+        images, target = images.to(self.device), target.to(self.device)
+        if running_stats:
+            return to_unit(self.generator(tile_labels(to_signed(images), target)).float())
+        with instance_statistics(self.generator):
+            return to_unit(self.generator(tile_labels(to_signed(images), target)).float())
+
+    @torch.no_grad()
+    def sample(self, n, labels=None, generator=None, inputs=None, attributes=None):
+        """Translations of ``inputs`` (in [0, 1], with their ``attributes``; default: the first
+        training images) to ``labels`` (target labels [n, K] or domain indices); without
+        labels, input i goes to target domain i modulo the number of domains."""
+        if inputs is None:
+            inputs, attributes = self.examples.take(n, self.device, self.name)
+        inputs = inputs[:n]
+        if labels is None:
+            if attributes is None:
+                raise ValueError("stargan: sample(inputs=...) needs attributes= or labels=")
+            targets = self.domain_targets(self.labels_of(attributes[:n].to(self.device)))
+            index = torch.arange(len(inputs), device=self.device) % len(targets)
+            labels = torch.stack(targets)[index, torch.arange(len(inputs), device=self.device)]
+        elif labels.dtype == torch.long:
+            labels = F.one_hot(labels.to(self.device), self.label_dim).float()
+        return self.translate(inputs, labels[:len(inputs)])
+
+    @torch.no_grad()
+    def translation_grid(self, batch, n=None, generator=None, per_row=8):
+        """Each input translated to every domain: in columns of ``per_row`` inputs, a row of
+        the inputs then one row per target domain. Returns (images, nrow)."""
+        images, attributes = batch[0], batch[1]
+        n = len(images) if n is None else min(n, len(images))
+        per_row = max(1, min(per_row, n))
+        n -= n % per_row
+        blocks = []
+        for start in range(0, n, per_row):
+            x = images[start:start + per_row].to(self.device)
+            targets = self.domain_targets(self.labels_of(attributes[start:start + per_row].to(self.device)))
+            blocks.append(grid_rows(x, *[self.translate(x, t) for t in targets]))
+        return torch.cat(blocks), per_row
+
+    def visuals(self, batch):
+        images, _ = self.translation_grid(batch, 16)
+        return {"translations": images} if len(images) else {}
+
+    @torch.no_grad()
+    def evaluate_translation(self, test_data, max_examples=None):
+        """On the test split: how often D's classifier reads every target attribute in
+        translations to each domain (and in the real images, for scale), and the
+        reconstruction L1 (in [0, 1] pixel units) after translating back."""
+        hits = real_hits = rec = count = translations = 0
+        for images, attributes in batches(test_data, max_examples=max_examples):
+            images = images.to(self.device)
+            c_org = self.labels_of(attributes.to(self.device))
+            _, real_cls = self.discriminator(to_signed(images))
+            real_hits += self._matches(real_cls, c_org).sum().item()
+            for target in self.domain_targets(c_org):
+                fake = self.translate(images, target)
+                _, cls = self.discriminator(to_signed(fake))
+                hits += self._matches(cls, target).sum().item()
+                rec += (self.translate(fake, c_org) - images).abs().flatten(1).mean(1).sum().item()
+                translations += len(images)
+            count += len(images)
+        return {"test_target_accuracy_by_d": hits / max(translations, 1),
+                "test_real_accuracy_by_d": real_hits / max(count, 1), "test_rec_l1": rec / max(translations, 1)}
+
+    def _matches(self, logits, target):
+        if self.label_mode == "single":
+            return logits.argmax(1) == target.argmax(1)
+        return ((logits > 0).float() == target).all(1)
+
+    def extra_state(self):
+        return {**super().extra_state(), **self.examples.state()}
+
+    def load_extra_state(self, state):
+        super().load_extra_state(state)
+        self.examples.load(state)
