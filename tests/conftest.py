@@ -77,3 +77,21 @@ def cuda_kernel_marks(op):
     elif not torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"):
         reason = f"gentk._C was built without a CUDA kernel for {op}"
     return [pytest.mark.cuda, pytest.mark.skipif(reason is not None, reason=reason or "")]
+
+
+@pytest.fixture
+def one_thread():
+    """Model tests run PyTorch on one thread: on a small shared machine OpenMP threads that
+    wait for each other stall far more than they help on these tiny networks."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def read_metrics(run_dir):
+    """The JSON lines a training run logged to RUN/metrics.jsonl."""
+    import json
+
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]

@@ -14,13 +14,7 @@ from gentk.train import make_grid, model_from_checkpoint
 
 FAST = ["--arch", "mlp", "--resolution", "16", "--latent", "3", "--no-progress", "--batch-size", "32"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the 2 shared cores are busy
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _records(out):

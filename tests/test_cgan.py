@@ -14,13 +14,7 @@ from gentk.train.images import make_grid
 
 TINY = ["--resolution", "16", "--width", "8", "--noise", "8", "--batch-size", "16", "--no-progress", "--threads", "1"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

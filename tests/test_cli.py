@@ -13,14 +13,7 @@ from gentk import cli
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--arch", "mlp", "--resolution", "16", "--latent", "4", "--no-progress"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the 2 shared cores are usually busy: one thread avoids OpenMP oversubscription stalls
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_help_lists_models_with_papers():

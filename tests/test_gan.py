@@ -1,30 +1,19 @@
 """gan: every adversarial loss trains through the CLI, the n_critic schedule, sampling and
 profiling, and the shared DCGAN-style networks."""
-import json
 import math
 import os
 
 import pytest
 import torch
 
+from conftest import read_metrics
 from gentk import cli
 from gentk.models import build
 from gentk.models.adversarial import ADVERSARIAL_LOSSES
 
 TINY = ["--resolution", "16", "--width", "8", "--noise", "8", "--batch-size", "16", "--no-progress", "--threads", "1"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def read_metrics(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("loss", ADVERSARIAL_LOSSES)

@@ -1,30 +1,19 @@
 """infogan: every loss through the CLI, the mutual-information term falls on a tiny run, Q
 shares D's body and reads raw logits, and the code sweeps have their promised layout."""
-import json
 import os
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import read_metrics
 from gentk import cli
 from gentk.models import build
 from gentk.models.adversarial import ADVERSARIAL_LOSSES
 
 TINY = ["--resolution", "16", "--width", "8", "--noise", "8", "--batch-size", "32", "--no-progress", "--threads", "1"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def read_metrics(out):
-    with open(os.path.join(out, "metrics.jsonl")) as f:
-        return [json.loads(line) for line in f]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(**kw):

@@ -12,13 +12,7 @@ from gentk.metrics import classifier
 from gentk.models import build
 from gentk.train import Trainer, seed_everything
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_frechet_distance_matches_scipy():

@@ -17,13 +17,7 @@ from gentk.models.stargan import StarGAN, classification_loss, tile_labels
 TINY = ["--resolution", "16", "--width", "4", "--d-width", "4", "--n-blocks", "1", "--batch-size", "4",
         "--threads", "1", "--no-progress"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("mode", ["multi", "single"])

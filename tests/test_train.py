@@ -13,14 +13,7 @@ from gentk.train import checkpoint as ckpt
 
 TRAIN = data.digits("train", 16)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the 2 shared cores are usually busy: one thread avoids OpenMP oversubscription stalls
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_vae(**kw):
