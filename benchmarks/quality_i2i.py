@@ -23,11 +23,10 @@ import os
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from benchmarks.quality import CACHE, ROOT, Stopwatch, machine, mnist_evaluator, mnist_split, write_section
 from gentk.data import digits, digits_colour, digits_edges
-from gentk.data.synthetic import _COLOURS
+from gentk.data.synthetic import _COLOURS, Unpaired
 from gentk.metrics import accuracy, get_evaluator
 from gentk.models.cyclegan import CycleGAN
 from gentk.models.image_nets import psnr
@@ -98,19 +97,6 @@ def run_pix2pix(args):
 
 
 # --- CycleGAN ---------------------------------------------------------------------------------
-class _Unpaired(Dataset):
-    """A[i] with B drawn at random (torch's generator, so the Trainer's seed fixes it)."""
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    def __len__(self):
-        return max(len(self.a), len(self.b))
-
-    def __getitem__(self, index):
-        return self.a[index % len(self.a)], self.b[int(torch.randint(len(self.b), ()))]
-
-
 def thin(x):
     """Strokes eroded by a 2x2 window (after a 1.5x gain so faint strokes survive)."""
     return -F.max_pool2d(F.pad(-(x * 1.5).clamp(0, 1), (0, 1, 0, 1), value=-1.0), 2, stride=1)
@@ -129,7 +115,7 @@ def run_cyclegan(args):
         evaluator, evaluator_acc = mnist_evaluator(args.mnist_root)
         images = train.tensors[0]
         half = len(images) // 2
-        data = _Unpaired(thin(images[:half]), thick(images[half:]))
+        data = Unpaired(thin(images[:half]), thick(images[half:]))
         torch.manual_seed(0)
         model = CycleGAN(channels=1, resolution=28, total_steps=steps)
         out = _train(model, data, "cyclegan", steps, batch)

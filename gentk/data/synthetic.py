@@ -36,7 +36,10 @@ def digits_edges(split="train", resolution=28, seed=0):
     return TensorDataset(images, edge_map(images))
 
 
-class _Unpaired(Dataset):
+class Unpaired(Dataset):
+    """Item i: (a[i mod len(a)], a random b): unpaired domains for CycleGAN. B is drawn with
+    torch's generator, so the trainer's seed fixes the pairing."""
+
     def __init__(self, a, b):
         self.a, self.b = a, b
 
@@ -51,7 +54,7 @@ def digits_thickness(split="train", resolution=28, seed=0):
     """Unpaired (thin digit, thick digit) from disjoint halves; B is drawn at random."""
     images, _ = digits(split, resolution, seed).tensors
     half = len(images) // 2
-    return _Unpaired(erode(images[:half] * 1.5).clamp(0, 1), dilate(images[half:]))
+    return Unpaired(erode(images[:half] * 1.5).clamp(0, 1), dilate(images[half:]))
 
 
 def digits_colour(split="train", resolution=28, seed=0):

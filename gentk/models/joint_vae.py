@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import gentk
 from gentk.models.base import GenerativeModel, first_tensor
 from gentk.models.beta_vae import check_int, check_number, linear_capacity, scaled_ramp, sweep
-from gentk.models.vae import ARCHITECTURES, build_networks
+from gentk.models.vae import ARCHITECTURES, build_networks, reconstruction_grid
 
 DUPONT_STEPS = 25_000
 DUPONT_DATA = 60_000  # MNIST training images
@@ -220,13 +220,7 @@ class JointVAE(GenerativeModel):
 
     @torch.no_grad()
     def visuals(self, batch):
-        x = first_tensor(batch)
-        x = x[:min(len(x), 32) // 8 * 8]
-        if len(x) == 0:
-            return {}
-        recon = self.reconstruct(x)
-        pairs = torch.stack([x.view(-1, 8, *x.shape[1:]), recon.view(-1, 8, *x.shape[1:])], dim=1)
-        return {"reconstructions": pairs.reshape(-1, *x.shape[1:])}
+        return reconstruction_grid(first_tensor(batch), self.reconstruct)
 
     @torch.no_grad()
     def traverse(self, steps=10, dim=None, generator=None):

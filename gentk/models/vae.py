@@ -67,6 +67,17 @@ def build_networks(arch, channels, resolution, latent, encoder_outputs=None):
             _mlp_decoder(channels, resolution, latent))
 
 
+def reconstruction_grid(x, reconstruct):
+    """{"reconstructions": images} for up to 32 of x: rows alternate 8 originals, then their
+    8 reconstructions (``reconstruct(x)`` -> images in [0, 1])."""
+    x = x[:min(len(x), 32) // 8 * 8]
+    if len(x) == 0:
+        return {}
+    recon = reconstruct(x)
+    pairs = torch.stack([x.view(-1, 8, *x.shape[1:]), recon.view(-1, 8, *x.shape[1:])], dim=1)
+    return {"reconstructions": pairs.reshape(-1, *x.shape[1:])}
+
+
 class VAE(GenerativeModel):
     name = "vae"
     paper = "Kingma & Welling 2014, Auto-Encoding Variational Bayes"
@@ -129,15 +140,7 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def visuals(self, batch):
-        x = first_tensor(batch)
-        x = x[:min(len(x), 32) // 8 * 8]
-        if len(x) == 0:
-            return {}
-        mu, _ = self.encode(x)
-        recon = torch.sigmoid(self.decode(mu))
-        # rows alternate: 8 originals, their 8 reconstructions
-        pairs = torch.stack([x.view(-1, 8, *x.shape[1:]), recon.view(-1, 8, *x.shape[1:])], dim=1)
-        return {"reconstructions": pairs.reshape(-1, *x.shape[1:])}
+        return reconstruction_grid(first_tensor(batch), lambda x: torch.sigmoid(self.decode(self.encode(x)[0])))
 
     # --- evaluation (per example, in nats) ----------------------------------------------
     @torch.no_grad()
