@@ -37,8 +37,9 @@ SETTINGS = {
     "gan": dict(config=dict(arch="conv", width=16, loss="bce"), steps=1200, batch_size=64),
     "cgan": dict(config=dict(arch="conv", width=32, loss="bce"), steps=1400, batch_size=64),
     # lr_g 1e-3: the paper's generator rate; at 2e-4 for both players the generator collapsed
-    # to near-black images carrying the codes invisibly (1,200 steps, agreement 10%)
-    "infogan": dict(config=dict(arch="conv", width=16, loss="bce", lr_g=1e-3), steps=1500, batch_size=64),
+    # to near-black images carrying the codes invisibly (1,200 steps, agreement 10%). 1,500
+    # steps gave 67.5% (codes still mixing digits), 5,000 steps 92.4%.
+    "infogan": dict(config=dict(arch="conv", width=16, loss="bce", lr_g=1e-3), steps=5000, batch_size=64),
 }
 
 
