@@ -446,7 +446,7 @@ def cmd_profile(argv):
           f"{device}, amp {args.amp}: {args.warmup} warm-up + {args.steps} timed steps each")
     print(f"{'':8} {'backend':8} {'step ms':>9} {'images/s':>10} {'peak memory MiB':>16}")
     for label, r in runs.items():
-        print(f"{label:8} {r['backend']:8} {r['step_ms']:9.2f} {r['images_per_s']:10.0f} "
+        print(f"{label:8} {r['backend']:8} {r['step_ms']:9.2f} {r['images_per_s']:10.3g} "
               f"{r['peak_memory_bytes'] / 2**20:16.1f}")
     print(f"speedup (torch / gentk step time): {speedup:.3f}x   peak memory: {runs['gentk']['memory_method']}")
     for label, r in runs.items():
