@@ -400,7 +400,8 @@ def cmd_profile(argv):
     model_cls = _model_class(argv[0])
     p = _common_model_parser(f"gentk profile {model_cls.name}",
                              "Time warm training steps of the same model, seed and batch with pure PyTorch "
-                             "(--backend torch) and with gentk's kernels, and show the top operators.",
+                             "(--backend torch) and with gentk's kernels, taking turns step by step, and show "
+                             "each one's peak memory and top operators.",
                              model_cls)
     p.add_argument("--steps", type=_positive_int, default=20, help="timed steps (default 20)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up steps (default 5)")
@@ -429,21 +430,37 @@ def cmd_profile(argv):
     except (TypeError, ValueError) as e:
         raise CommandError(f"{model_cls.name}: {e}") from None
     batch = _to(_fetch(data, list(range(args.batch_size))), device)
+    from gentk.profile import interleaved_step_times
+
     gentk_backend = args.backend if args.backend != "torch" else "auto"
-    runs = {}
-    for label, backend in (("torch", "torch"), ("gentk", gentk_backend)):
+    backends = {"torch": "torch", "gentk": gentk_backend}
+    steps = {}
+    for label, backend in backends.items():
         seed_everything(args.seed)
         model = model_cls(**config).to(device)
         model.set_precision(args.amp)
         model.train()
-        with gentk.use_backend(backend):
-            runs[label] = gentk.profile_step(lambda: model.train_step(batch), steps=args.steps,
-                                             warmup=args.warmup, images_per_step=args.batch_size, device=device,
-                                             trace=args.trace if label == "gentk" else None, top=args.top)
-        runs[label]["backend"] = backend
+
+        def step(model=model, backend=backend):
+            with gentk.use_backend(backend):
+                return model.train_step(batch)
+
+        for _ in range(args.warmup):
+            step()
+        steps[label] = step
+    # step times with the two models taking turns (a machine's drift hits both alike); then
+    # each model's memory and operators under the profiler
+    step_ms = interleaved_step_times(steps, steps=args.steps, device=device)
+    runs = {}
+    for label, step in steps.items():
+        runs[label] = gentk.profile_step(step, steps=1, warmup=0, device=device, top=args.top,
+                                         trace=args.trace if label == "gentk" else None)
+        runs[label].update(backend=backends[label], step_ms=step_ms[label], steps=args.steps,
+                           images_per_s=args.batch_size * 1000 / step_ms[label])
+        runs[label].pop("step_ms_mean", None)
     speedup = runs["torch"]["step_ms"] / runs["gentk"]["step_ms"]
     print(f"{model_cls.name} on {args.data} ({args.resolution}x{args.resolution}), batch {args.batch_size}, "
-          f"{device}, amp {args.amp}: {args.warmup} warm-up + {args.steps} timed steps each")
+          f"{device}, amp {args.amp}: {args.warmup} warm-up + {args.steps} timed steps each, the two in turns")
     print(f"{'':8} {'backend':8} {'step ms':>9} {'images/s':>10} {'peak memory MiB':>16}")
     for label, r in runs.items():
         print(f"{label:8} {r['backend']:8} {r['step_ms']:9.2f} {r['images_per_s']:10.3g} "

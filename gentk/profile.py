@@ -64,6 +64,26 @@ def top_operators(prof, top=10):
              "share": getattr(e, key) / total} for e in rows]
 
 
+def interleaved_step_times(fns, *, steps=20, device=None):
+    """Median milliseconds per call of each of ``fns`` (label -> callable), timed in turns:
+    round r calls them in order, round r + 1 in reverse order. On a shared machine the speed
+    drifts over seconds; timing one function's steps after the other's charges the drift to
+    whichever runs second, turns charge it to both alike. Call each once beforehand to warm up."""
+    if steps < 1:
+        raise ValueError(f"interleaved_step_times: steps must be >= 1, got {steps}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    labels = list(fns)
+    times = {label: [] for label in labels}
+    for r in range(steps):
+        for label in labels if r % 2 == 0 else labels[::-1]:
+            _sync(device)
+            start = time.perf_counter()
+            fns[label]()
+            _sync(device)
+            times[label].append(time.perf_counter() - start)
+    return {label: statistics.median(t) * 1000 for label, t in times.items()}
+
+
 def profile_step(fn, *, steps=20, warmup=5, images_per_step=None, device=None, trace=None, top=10,
                  profile_steps=3):
     """Call fn() warmup times, then time `steps` calls; then profile `profile_steps` more calls.

@@ -1,5 +1,6 @@
-"""gentk.profile_step on a user's own training step."""
+"""gentk.profile_step on a user's own training step, and step times taken in turns."""
 import json
+import time
 
 import pytest
 import torch
@@ -31,3 +32,15 @@ def test_profile_step_reports_time_memory_ops_and_trace(tmp_path):
     assert "traceEvents" in json.load(open(trace)) and r["trace"] == trace
     with pytest.raises(ValueError, match="steps must be >= 1"):
         gentk.profile_step(step, steps=0)
+
+
+def test_interleaved_step_times_take_turns():
+    from gentk.profile import interleaved_step_times
+
+    calls = []
+    fns = {"slow": lambda: (calls.append("slow"), time.sleep(0.02)), "fast": lambda: calls.append("fast")}
+    ms = interleaved_step_times(fns, steps=3, device="cpu")
+    assert calls == ["slow", "fast", "fast", "slow", "slow", "fast"]
+    assert ms["slow"] >= 20 and ms["fast"] < ms["slow"]
+    with pytest.raises(ValueError, match="steps"):
+        interleaved_step_times(fns, steps=0)
