@@ -119,6 +119,19 @@ void check_target_pair(const char* op, const char* x_name, const at::Tensor& x, 
   check_like(op, "target", target, x_name, x, true);
 }
 
+// The argument checks of the three discriminator ops; returns the per-term spec and sets
+// `red` to the reduction code.
+AdversarialSpec checked_discriminator_args(const char* op, const at::Tensor& real, const at::Tensor& fake,
+                                           const std::string& mode, double real_label, double fake_label,
+                                           const std::string& reduction, int& red) {
+  check_logits(op, "real_logits", real, at::kCPU);
+  check_like(op, "fake_logits", fake, "real_logits", real, false);
+  const AdversarialSpec spec = discriminator_spec(op, mode, real_label, fake_label);
+  red = reduction_code(op, reduction, false);
+  check_pairing(op, real, fake, red);
+  return spec;
+}
+
 // The *_with_grad ops return the loss and d loss / d input (for an upstream gradient of 1)
 // from the same pass; the C++ autograd (csrc/losses_autograd.cpp) uses them on CPU, where
 // writing the gradient in forward and scaling it in backward beat recomputing it.
@@ -126,11 +139,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> discriminator_loss_with_grad_cpu(
     const at::Tensor& real_in, const at::Tensor& fake_in, std::string mode, double real_label, double fake_label,
     std::string reduction) {
   const char* op = "discriminator_loss_with_grad";
-  check_logits(op, "real_logits", real_in, at::kCPU);
-  check_like(op, "fake_logits", fake_in, "real_logits", real_in, false);
-  const AdversarialSpec spec = discriminator_spec(op, mode, real_label, fake_label);
-  const int red = reduction_code(op, reduction, false);
-  check_pairing(op, real_in, fake_in, red);
+  int red = 0;
+  const AdversarialSpec spec = checked_discriminator_args(op, real_in, fake_in, mode, real_label, fake_label,
+                                                          reduction, red);
   const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
   at::Tensor grad_real, grad_fake;
   if (red == 0) {
@@ -182,11 +193,9 @@ std::tuple<at::Tensor, at::Tensor> bernoulli_recon_with_grad_cpu(const at::Tenso
 at::Tensor discriminator_loss_cpu(const at::Tensor& real_in, const at::Tensor& fake_in, std::string mode,
                                   double real_label, double fake_label, std::string reduction) {
   const char* op = "discriminator_loss";
-  check_logits(op, "real_logits", real_in, at::kCPU);
-  check_like(op, "fake_logits", fake_in, "real_logits", real_in, false);
-  const AdversarialSpec spec = discriminator_spec(op, mode, real_label, fake_label);
-  const int red = reduction_code(op, reduction, false);
-  check_pairing(op, real_in, fake_in, red);
+  int red = 0;
+  const AdversarialSpec spec = checked_discriminator_args(op, real_in, fake_in, mode, real_label, fake_label,
+                                                          reduction, red);
   const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
   if (red == 0) {
     at::Tensor out = at::empty_like(real);
@@ -203,11 +212,9 @@ std::tuple<at::Tensor, at::Tensor> discriminator_loss_backward_cpu(const at::Ten
                                                                    double real_label, double fake_label,
                                                                    std::string reduction) {
   const char* op = "discriminator_loss_backward";
-  check_logits(op, "real_logits", real_in, at::kCPU);
-  check_like(op, "fake_logits", fake_in, "real_logits", real_in, false);
-  const AdversarialSpec spec = discriminator_spec(op, mode, real_label, fake_label);
-  const int red = reduction_code(op, reduction, false);
-  check_pairing(op, real_in, fake_in, red);
+  int red = 0;
+  const AdversarialSpec spec = checked_discriminator_args(op, real_in, fake_in, mode, real_label, fake_label,
+                                                          reduction, red);
   check_grad(op, grad, real_in, red == 0);
   const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
   at::Tensor grad_c[2], out[2];

@@ -345,6 +345,20 @@ void row_sumsq_impl(const RowsOp& a) {
   }
 }
 
+// Calls f(row, begin, end) for the row-wise pieces of [0, rows * cols), split over threads
+// by elements (so a few long rows still spread), each piece inside one row.
+template <class F>
+void for_each_row_piece(int64_t rows, int64_t cols, const F& f) {
+  at::parallel_for(int64_t{0}, rows * cols, kGrain, [&](int64_t i0, int64_t i1) {
+    while (i0 < i1) {
+      const int64_t r = i0 / cols;
+      const int64_t end = std::min(i1, (r + 1) * cols);
+      f(r, i0, end);
+      i0 = end;
+    }
+  });
+}
+
 template <class T>
 void scale_rows_impl(const RowsOp& a) {
   using V = Vectorized<T>;
@@ -352,17 +366,11 @@ void scale_rows_impl(const RowsOp& a) {
   const T* const x = static_cast<const T*>(a.a);
   T* const out = static_cast<T*>(a.out);
   const double* const coef = a.coef;
-  const int64_t cols = a.cols;
-  at::parallel_for(int64_t{0}, a.rows * cols, kGrain, [&](int64_t i0, int64_t i1) {
-    while (i0 < i1) {
-      const int64_t r = i0 / cols;
-      const int64_t end = std::min(i1, (r + 1) * cols);
-      const V k(static_cast<T>(coef[r]));
-      for (int64_t i = i0; i < end; i += W) {
-        const int cnt = static_cast<int>(std::min<int64_t>(W, end - i));
-        store(load(x + i, cnt) * k, out + i, cnt);
-      }
-      i0 = end;
+  for_each_row_piece(a.rows, a.cols, [&](int64_t r, int64_t begin, int64_t end) {
+    const V k(static_cast<T>(coef[r]));
+    for (int64_t i = begin; i < end; i += W) {
+      const int cnt = static_cast<int>(std::min<int64_t>(W, end - i));
+      store(load(x + i, cnt) * k, out + i, cnt);
     }
   });
 }
@@ -375,19 +383,13 @@ void interpolate_impl(const RowsOp& a) {
   const T* const real = static_cast<const T*>(a.a);
   const T* const fake = static_cast<const T*>(a.b);
   T* const out = static_cast<T*>(a.out);
-  const int64_t cols = a.cols;
   const uint64_t seed = a.seed, stream = a.stream;
-  at::parallel_for(int64_t{0}, a.rows * cols, kGrain, [&](int64_t i0, int64_t i1) {
-    while (i0 < i1) {
-      const int64_t r = i0 / cols;
-      const int64_t end = std::min(i1, (r + 1) * cols);
-      const V al(static_cast<T>(gp_alpha(static_cast<uint64_t>(r), seed, stream)));
-      for (int64_t i = i0; i < end; i += W) {
-        const int cnt = static_cast<int>(std::min<int64_t>(W, end - i));
-        const V f = load(fake + i, cnt);
-        store(at::vec::fmadd(al, load(real + i, cnt) - f, f), out + i, cnt);
-      }
-      i0 = end;
+  for_each_row_piece(a.rows, a.cols, [&](int64_t r, int64_t begin, int64_t end) {
+    const V al(static_cast<T>(gp_alpha(static_cast<uint64_t>(r), seed, stream)));
+    for (int64_t i = begin; i < end; i += W) {
+      const int cnt = static_cast<int>(std::min<int64_t>(W, end - i));
+      const V f = load(fake + i, cnt);
+      store(at::vec::fmadd(al, load(real + i, cnt) - f, f), out + i, cnt);
     }
   });
 }
@@ -399,21 +401,15 @@ void interpolate_backward_impl(const RowsOp& a) {
   const T* const grad = static_cast<const T*>(a.a);
   T* const grad_real = static_cast<T*>(a.out);
   T* const grad_fake = static_cast<T*>(a.out2);
-  const int64_t cols = a.cols;
   const uint64_t seed = a.seed, stream = a.stream;
-  at::parallel_for(int64_t{0}, a.rows * cols, kGrain, [&](int64_t i0, int64_t i1) {
-    while (i0 < i1) {
-      const int64_t r = i0 / cols;
-      const int64_t end = std::min(i1, (r + 1) * cols);
-      const T alpha = static_cast<T>(gp_alpha(static_cast<uint64_t>(r), seed, stream));
-      const V al(alpha), rest(T(1) - alpha);
-      for (int64_t i = i0; i < end; i += W) {
-        const int cnt = static_cast<int>(std::min<int64_t>(W, end - i));
-        const V g = load(grad + i, cnt);
-        if (grad_real != nullptr) store(g * al, grad_real + i, cnt);
-        if (grad_fake != nullptr) store(g * rest, grad_fake + i, cnt);
-      }
-      i0 = end;
+  for_each_row_piece(a.rows, a.cols, [&](int64_t r, int64_t begin, int64_t end) {
+    const T alpha = static_cast<T>(gp_alpha(static_cast<uint64_t>(r), seed, stream));
+    const V al(alpha), rest(T(1) - alpha);
+    for (int64_t i = begin; i < end; i += W) {
+      const int cnt = static_cast<int>(std::min<int64_t>(W, end - i));
+      const V g = load(grad + i, cnt);
+      if (grad_real != nullptr) store(g * al, grad_real + i, cnt);
+      if (grad_fake != nullptr) store(g * rest, grad_fake + i, cnt);
     }
   });
 }
