@@ -40,12 +40,14 @@ def _critic(device, dtype):
 
 
 class _GP:
-    """WGAN-GP of a small critic on (16, 3, 128, 128); the critic's parameters get the gradient."""
+    """WGAN-GP of a small critic on (16, 3, 128, 128); the critic's parameters get the gradient.
+    ``chunk_size`` goes to gentk.gradient_penalty."""
 
     shape = (16, 3, 128, 128)
 
-    def __init__(self):
+    def __init__(self, chunk_size=None):
         self.critic = None
+        self.chunk_size = chunk_size
 
     def make(self, device, dtype):
         g = torch.Generator().manual_seed(0)
@@ -64,7 +66,7 @@ class _GP:
 
     def gentk(self, real, fake, weight):
         with torch.enable_grad():
-            return gentk.gradient_penalty(self.critic, real, fake)
+            return gentk.gradient_penalty(self.critic, real, fake, chunk_size=self.chunk_size)
 
 
 def cases(dtype=torch.float32):
@@ -98,30 +100,32 @@ def cases(dtype=torch.float32):
         gentk=lambda logits, target: gentk.l1_loss(logits, target, weight=100.0),
         dtype=dtype,
     ))
-    gp = _GP()
-    out.append(Case(
-        "losses", "gradient_penalty", "16x3x128x128", gp.make,
-        reference=gp.reference, gentk=gp.gentk, dtype=dtype,
-        compile=False,  # torch.compile does not support double backward
-    ))
+    for chunk_size in (None, 8):
+        gp = _GP(chunk_size)
+        out.append(Case(
+            "losses", "gradient_penalty" + (f"[chunk_size={chunk_size}]" if chunk_size else ""), "16x3x128x128",
+            gp.make, reference=gp.reference, gentk=gp.gentk, dtype=dtype,
+            compile=False,  # torch.compile does not support double backward
+        ))
     return out
 
 
 # ---- peak CPU memory of the gradient penalty ----------------------------------------------
 
-def allocator_peak_mib(provider, phase="forward+backward"):
+def allocator_peak_mib(provider, phase="forward+backward", chunk_size=None):
     """Exact CPU allocator figures of one gradient penalty, from torch.profiler's memory
     events (every allocation and free, in order): the peak of live bytes above what was
     live before the call, and the bytes allocated in all. ``phase`` "forward" stops after
     the penalty value (graph built, nothing freed by backward yet). Returns (peak MiB,
-    allocated MiB). The critic's parameters exist before the call and do not count."""
+    allocated MiB). The critic's parameters exist before the call and do not count.
+    ``chunk_size`` goes to gentk.gradient_penalty."""
     import json
     import os
     import tempfile
 
     from torch.profiler import ProfilerActivity, profile
 
-    gp = _GP()
+    gp = _GP(chunk_size)
     inputs = gp.make(torch.device("cpu"), torch.float32)
     fn = gp.reference if provider == "eager" else gp.gentk
 
@@ -209,9 +213,10 @@ def main(argv=None):
                       f"gradient in forward {t['in_forward']:.3f} ms ({t['recompute'] / t['in_forward']:.2f}x)")
     if args.memory:
         for phase in ("forward", "forward+backward"):
-            for name in ("eager", "gentk-cpp"):
-                peak, allocated = allocator_peak_mib(name, phase)
-                print(f"gradient_penalty 16x3x128x128 {name:<10} {phase:<16} allocator peak {peak:6.2f} MiB, "
+            for name, chunk_size in (("eager", None), ("gentk-cpp", None), ("gentk-cpp", 8)):
+                peak, allocated = allocator_peak_mib(name, phase, chunk_size)
+                name += f" chunk_size={chunk_size}" if chunk_size else ""
+                print(f"gradient_penalty 16x3x128x128 {name:<23} {phase:<16} allocator peak {peak:6.2f} MiB, "
                       f"allocated in all {allocated:7.2f} MiB (torch.profiler memory events, exact)")
 
 

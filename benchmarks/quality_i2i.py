@@ -171,6 +171,18 @@ def strokes(images):
     return images.max(1, keepdim=True).values
 
 
+STARGAN_HISTORY = """Why G downsamples once at 28 px (`gentk.models.stargan`'s default below 64 px; the paper's two
+stride-2 layers with `--n-down 2`): with two, the 7x7 bottleneck's residual blocks see the whole digit and G
+learned to redraw each input as another digit that the reconstruction loss could still invert. Same budget,
+same data: attributes 99.9-100%, but the input's digit read in 0.1% of translations (at 3,000 steps 0.4%),
+the confusion matrix's diagonal empty (every 6 became a 9-like shape, and so on). Redrawing the colours and
+thickness of every image each epoch, so that no shape is tied to one colour, changed nothing (1.1%). With
+one stride-2 layer the 14x14 map keeps the mapping local: 91% of digits survive at 3,000 steps.
+
+![StarGAN translations of held-out digits: inputs, then to red, green, blue, and flipped thickness](docs/images/stargan_translations.png)
+"""
+
+
 def run_stargan(args):
     steps, batch = BUDGETS["stargan"]
     with Stopwatch() as watch:
@@ -215,7 +227,8 @@ def run_stargan(args):
     table += f"| all {total} translations | {_pct(target_acc)} | | | {_pct(digit_acc)} |\n"
     table += f"| real held-out images (measures' ceiling) | | {_pct(real_colour)} | {_pct(real_thick)} | {_pct(real_digit)} |\n"
     verdict = "met" if target_acc >= 0.95 and digit_acc >= 0.90 else "NOT met"
-    text = (f"## StarGAN (digit colour and thickness)\n\nStarGAN (G: conv7, 2 down, 6 residual, 2 up on gentk's "
+    text = (f"## StarGAN (digit colour and thickness)\n\nStarGAN (G: conv7, {model.config['n_down']} down, 6 residual, "
+            f"{model.config['n_down']} up on gentk's "
             f"fused instance-norm blocks with affine weights and running statistics; D without norm, source + "
             f"classification heads; WGAN-GP lambda_gp 10 through `gentk.gradient_penalty`, n_critic 5, lambda_cls "
             f"1, lambda_rec 10, Adam 1e-4) on the embedded `digits-colour` set at 28 px (attributes red / green / "
@@ -225,7 +238,8 @@ def run_stargan(args):
             f"nearest palette colour); thickness: a classifier trained 10 epochs on the train split; digit: an "
             f"evaluator trained 10 epochs on the train split's strokes.\n\n" + table
             + f"\nTargets (attribute >= 95%, digit >= 90%): {verdict}.\n\n"
-            f"Command: `{_command('stargan')}`; {watch.minutes:.1f} min on {machine()}, {_load()}.\n")
+            f"Command: `{_command('stargan')}`; {watch.minutes:.1f} min on {machine()}, {_load()}.\n\n"
+            + STARGAN_HISTORY)
     write_section("stargan", text)
     print(text)
 

@@ -462,7 +462,7 @@ def l1_loss(input, target, reduction="mean", weight=1.0):
 GRADIENT_PENALTIES = ("wgan-gp", "r1")
 
 
-def gradient_penalty(critic, real, fake=None, *, kind="wgan-gp", target=1.0, generator=None):
+def gradient_penalty(critic, real, fake=None, *, kind="wgan-gp", target=1.0, generator=None, chunk_size=None):
     """Gradient penalty of ``critic`` (a callable returning one value per sample).
 
     ``wgan-gp`` (Gulrajani et al. 2017): mean over samples of (||d critic(x)/dx||_2 - target)^2
@@ -472,6 +472,15 @@ def gradient_penalty(critic, real, fake=None, *, kind="wgan-gp", target=1.0, gen
     (multiply by gamma/2 yourself). The gradient is taken with
     ``torch.autograd.grad(..., create_graph=True)`` and reduced by a fused per-sample norm op
     whose backward is differentiable, so the penalty trains the critic's parameters.
+
+    ``chunk_size=k`` trades nothing in speed for memory: the batch goes through the critic k
+    samples at a time and each chunk's double backward runs inside this call, straight into
+    gradients for the critic's parameters (every tensor requiring grad that the critic uses),
+    which the returned penalty hands out in its backward. Only one chunk's double-backward
+    graph is ever alive, where the plain path keeps the whole batch's until backward. Needs a
+    critic that scores each sample on its own (WGAN-GP's critic has no batch norm), ``real``
+    and ``fake`` that do not require grad, and the returned penalty's gradient is not
+    differentiable again.
 
     Runs eagerly: torch.compile does not support double backward, so do not wrap this in
     torch.compile (compile the critic itself if you like; the losses compile fine).
@@ -489,22 +498,88 @@ def gradient_penalty(critic, real, fake=None, *, kind="wgan-gp", target=1.0, gen
         _check_like(fn, "fake", fake, "real", real)
     if not isinstance(target, (int, float)) or target != target:
         raise ValueError(f"gentk.{fn}: target must be a number (not NaN), got {target!r}")
+    if chunk_size is not None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"gentk.{fn}: chunk_size must be a positive int or None, got {chunk_size!r}")
+        if real.requires_grad or (fake is not None and fake.requires_grad):
+            raise ValueError(f"gentk.{fn}: chunk_size needs real and fake that do not require grad "
+                             "(detach the fake batch, as the critic's step does)")
+    r1 = kind == "r1"
     name = _backend.resolve("losses", real.device)
     if name == "torch":
-        alpha = None
-        if kind == "wgan-gp":
-            alpha = torch.rand(real.shape[0], dtype=real.dtype, device=real.device, generator=generator)
-        return _loss_ref.gradient_penalty(_checked_critic(critic, real.shape[0]), real, fake, kind, target, alpha)
-    suffix = _ops(name)
-    if kind == "r1":
-        x = real
+        x = real if r1 else _loss_ref.gp_interpolate(real, fake, torch.rand(
+            real.shape[0], dtype=real.dtype, device=real.device, generator=generator))
+
+        def penalty_of(grads):
+            return _loss_ref.grad_norm_penalty(grads, target, r1)
     else:
-        x = getattr(torch.ops.gentk, "gp_interpolate" + suffix)(real, fake, _seed(real, generator))
+        suffix = _ops(name)
+        x = real if r1 else getattr(torch.ops.gentk, "gp_interpolate" + suffix)(real, fake, _seed(real, generator))
+
+        def penalty_of(grads):
+            return getattr(torch.ops.gentk, "grad_norm_penalty" + suffix)(grads, float(target), r1)
+    if chunk_size is not None:
+        return _chunked_penalty(critic, x, penalty_of, chunk_size)
     if not x.requires_grad:
         x = x.detach().requires_grad_()
     out = _checked_critic(critic, real.shape[0])(x)
     (grads,) = torch.autograd.grad(out, x, torch.ones_like(out), create_graph=True)
-    return getattr(torch.ops.gentk, "grad_norm_penalty" + suffix)(grads, float(target), kind == "r1")
+    return penalty_of(grads)
+
+
+def _chunked_penalty(critic, x, penalty_of, chunk_size):
+    rows = x.shape[0]
+    value, leaves, gradients = None, [], {}
+    for start in range(0, rows, chunk_size):
+        chunk = x[start:start + chunk_size].detach().requires_grad_()
+        out = _checked_critic(critic, chunk.shape[0])(chunk)
+        (grads,) = torch.autograd.grad(out, chunk, torch.ones_like(out), create_graph=True)
+        part = penalty_of(grads) * (chunk.shape[0] / rows)
+        del out, grads
+        found = _leaves_under(part, chunk)
+        for leaf in found:
+            if id(leaf) not in gradients:
+                leaves.append(leaf)
+                gradients[id(leaf)] = None
+        if found:
+            for leaf, grad in zip(found, torch.autograd.grad(part, found, allow_unused=True)):
+                if grad is not None:
+                    total = gradients[id(leaf)]
+                    gradients[id(leaf)] = grad if total is None else total.add_(grad)
+        part = part.detach()
+        value = part if value is None else value + part
+    if not leaves:
+        return value
+    return _PenaltyWithGradients.apply(value, tuple(gradients[id(leaf)] for leaf in leaves), *leaves)
+
+
+def _leaves_under(tensor, exclude):
+    """The tensors requiring grad (leaves: parameters and the like) that ``tensor``'s graph
+    reaches, other than ``exclude``."""
+    leaves, seen, stack = [], set(), [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)
+        if variable is not None and variable is not exclude:
+            leaves.append(variable)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return leaves
+
+
+class _PenaltyWithGradients(torch.autograd.Function):
+    """A penalty value whose gradients with respect to ``leaves`` were computed already."""
+
+    @staticmethod
+    def forward(ctx, value, gradients, *leaves):
+        ctx.gradients = gradients
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (None, None, *(None if g is None else g * grad for g in ctx.gradients))
 
 
 def _checked_critic(critic, batch):

@@ -85,6 +85,22 @@ def test_domain_targets_and_single_labels():
     assert single.discriminator.conv_cls.out_channels == 3
 
 
+def test_generator_downsamples_once_below_64_px_and_twice_from_64():
+    def strides(model):
+        return [m.stride[0] for m in model.generator.modules() if isinstance(m, torch.nn.Conv2d) and m.stride[0] > 1]
+
+    small, paper = StarGAN(resolution=28, width=4, d_width=4, n_blocks=1), StarGAN(resolution=64, width=4,
+                                                                                      d_width=4, n_blocks=1)
+    assert strides(small) == [2] and strides(paper) == [2, 2]
+    assert small.config["n_down"] == 1 and paper.config["n_down"] == 2
+    chosen = StarGAN(resolution=28, width=4, d_width=4, n_blocks=1, n_down=2)
+    assert strides(chosen) == [2, 2]
+    x, c = torch.rand(2, 3, 28, 28), torch.tensor([[1.0, 0, 0, 1], [0, 1.0, 0, 0]])
+    assert small.translate(x, c).shape == chosen.translate(x, c).shape == x.shape
+    with pytest.raises(ValueError, match="2 stride-2 layers need a resolution divisible by 4, got 30"):
+        StarGAN(resolution=30, n_down=2)
+
+
 def test_gradient_penalty_is_taken_on_the_summed_patch_map():
     torch.manual_seed(0)
     model = StarGAN(resolution=16, width=4, d_width=4, n_blocks=1, c_dim=4)

@@ -99,7 +99,7 @@ class ResnetGenerator(nn.Module):
     """style ``cyclegan`` (Zhu et al. 2017) or ``stargan`` (Choi et al. 2018); see the module
     docstring. ``in_channels`` includes StarGAN's tiled label channels."""
 
-    def __init__(self, in_channels, out_channels, width=64, n_blocks=9, style="cyclegan", fused=True):
+    def __init__(self, in_channels, out_channels, width=64, n_blocks=9, style="cyclegan", fused=True, n_down=2):
         super().__init__()
         if style not in ("cyclegan", "stargan"):
             raise ValueError(f"ResnetGenerator: style must be 'cyclegan' or 'stargan', got {style!r}")
@@ -113,7 +113,7 @@ class ResnetGenerator(nn.Module):
             layers += [nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width, 7, bias=True)]
         layers += [NormAct(width, "instance", "relu", **norm)]
         channels = width
-        for _ in range(2):
+        for _ in range(n_down):
             down = nn.Conv2d(channels, channels * 2, 4, 2, 1, bias=False) if stargan else \
                 nn.Conv2d(channels, channels * 2, 3, 2, 1, bias=True)
             layers += [down, NormAct(channels * 2, "instance", "relu", **norm)]
@@ -121,7 +121,7 @@ class ResnetGenerator(nn.Module):
         block = ResidualBlock if fused else PlainResidualBlock
         layers += [block(channels, padding_mode="zero" if stargan else "reflect", affine=stargan,
                          track_running_stats=stargan, conv_bias=bias) for _ in range(n_blocks)]
-        for _ in range(2):
+        for _ in range(n_down):
             up = nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=False) if stargan else \
                 nn.ConvTranspose2d(channels, channels // 2, 3, 2, 1, output_padding=1, bias=True)
             layers += [up, NormAct(channels // 2, "instance", "relu", **norm)]

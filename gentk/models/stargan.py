@@ -19,9 +19,14 @@ columns, or of all when ``exclusive=0``). In multi mode the first ``exclusive`` 
 form one mutually exclusive group (CelebA's hair colours, digits-colour's red/green/blue):
 translating to one of them sets it and clears the others, any other attribute is flipped.
 
-CPU-sized defaults (documented departure): below 128 px the generator and discriminator
+CPU-sized defaults (documented departures): below 128 px the generator and discriminator
 base width is 16 (the paper's 64 with ``--width 64 --d-width 64``); the discriminator has
-as many stride-2 layers as leave a map of at least 2x2 (6 at 128 px, the paper's).
+as many stride-2 layers as leave a map of at least 2x2 (6 at 128 px, the paper's). Below
+64 px the generator downsamples once, not twice (``--n-down``): at 28 px two stride-2
+layers leave a 7x7 map whose 3x3 residual blocks see the whole digit, and G learns to
+redraw it as another digit that the reconstruction loss can still invert (measured: the
+input's digit survived in under 1% of translations); with a 14x14 map it stays local and
+the digit survives (QUALITY.md).
 """
 import torch
 import torch.nn.functional as F
@@ -59,25 +64,27 @@ class StarGAN(AdversarialModel):
 
     def __init__(self, channels=3, resolution=28, c_dim=4, label_mode="multi", exclusive=3, width=None,
                  d_width=None, n_blocks=6, d_layers=None, lambda_cls=1.0, lambda_rec=10.0, lr=1e-4,
-                 loss="wgan-gp", n_critic=5, lambda_gp=10.0):
+                 loss="wgan-gp", n_critic=5, lambda_gp=10.0, n_down=None):
         width = width or default_width(resolution)
         d_width = d_width or default_width(resolution)
+        n_down = n_down or (2 if resolution >= 64 else 1)
         super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, channels=channels,
                          resolution=resolution, c_dim=c_dim, label_mode=label_mode, exclusive=exclusive,
                          width=width, d_width=d_width, n_blocks=n_blocks, d_layers=d_layers, lambda_cls=lambda_cls,
-                         lambda_rec=lambda_rec, lr=lr)
+                         lambda_rec=lambda_rec, lr=lr, n_down=n_down)
         if label_mode not in LABEL_MODES:
             raise ValueError(f"label_mode must be 'multi' or 'single', got {label_mode!r}")
         if c_dim < 1 or not 0 <= exclusive <= c_dim:
             raise ValueError(f"need c_dim >= 1 and 0 <= exclusive <= c_dim, got c_dim={c_dim}, exclusive={exclusive}")
         if label_mode == "single" and exclusive == 1:
             raise ValueError("label_mode 'single' needs at least 2 domains (exclusive >= 2, or 0 for all)")
-        if resolution % 4:
-            raise ValueError(f"the generator needs a resolution divisible by 4, got {resolution}")
+        if n_down < 1 or resolution % 2 ** n_down:
+            raise ValueError(f"the generator's {n_down} stride-2 layers need a resolution divisible by "
+                             f"{2 ** n_down}, got {resolution}")
         self.label_mode, self.c_dim, self.exclusive = label_mode, c_dim, exclusive
         self.label_dim = (exclusive or c_dim) if label_mode == "single" else c_dim
         self.lambda_cls, self.lambda_rec = float(lambda_cls), float(lambda_rec)
-        self.generator = ResnetGenerator(channels + self.label_dim, channels, width, n_blocks, "stargan")
+        self.generator = ResnetGenerator(channels + self.label_dim, channels, width, n_blocks, "stargan", n_down=n_down)
         self.discriminator = StarDiscriminator(channels, self.label_dim, resolution, d_width, d_layers)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -96,6 +103,8 @@ class StarGAN(AdversarialModel):
                             help="generator base width (default 64 from 128 px, 16 below)")
         parser.add_argument("--d-width", dest="d_width", type=int, default=None, help="discriminator base width")
         parser.add_argument("--n-blocks", dest="n_blocks", type=int, default=6, help="residual blocks (6)")
+        parser.add_argument("--n-down", dest="n_down", type=int, default=None,
+                            help="generator stride-2 layers (default 2 from 64 px, the paper's; 1 below)")
         parser.add_argument("--d-layers", dest="d_layers", type=int, default=None,
                             help="discriminator stride-2 layers (default: down to a 2x2 map, 6 at 128 px)")
         parser.add_argument("--lambda-cls", dest="lambda_cls", type=float, default=1.0, help="domain loss (1)")

@@ -59,6 +59,20 @@ def l1_loss(input, target, reduction="mean", weight=1.0):
     return weight * F.l1_loss(input, target, reduction=reduction)
 
 
+def gp_interpolate(real, fake, alpha):
+    """alpha * real + (1 - alpha) * fake with one alpha per sample (shape (N,))."""
+    alpha = alpha.reshape((-1,) + (1,) * (real.dim() - 1))
+    return alpha * real + (1 - alpha) * fake
+
+
+def grad_norm_penalty(grad, target=1.0, r1=False):
+    """mean over samples of (||g_r||_2 - target)^2, or of ||g_r||^2 (R1)."""
+    grad = grad.reshape(grad.shape[0], -1)
+    if r1:
+        return grad.pow(2).sum(1).mean()
+    return (grad.norm(2, dim=1) - target).pow(2).mean()
+
+
 def gradient_penalty(critic, real, fake=None, kind="wgan-gp", target=1.0, alpha=None, generator=None):
     """WGAN-GP: mean over samples of (||d critic(x) / dx||_2 - target)^2 at x = alpha*real +
     (1-alpha)*fake, alpha ~ U[0, 1) per sample (or given, shape (N,)). R1: mean of
@@ -68,13 +82,9 @@ def gradient_penalty(critic, real, fake=None, kind="wgan-gp", target=1.0, alpha=
     else:
         if alpha is None:
             alpha = torch.rand(real.shape[0], dtype=real.dtype, device=real.device, generator=generator)
-        alpha = alpha.reshape((-1,) + (1,) * (real.dim() - 1))
-        x = alpha * real + (1 - alpha) * fake
+        x = gp_interpolate(real, fake, alpha)
     if not x.requires_grad:
         x = x.detach().requires_grad_()
     out = critic(x)
     (grad,) = torch.autograd.grad(out, x, torch.ones_like(out), create_graph=True)
-    grad = grad.reshape(grad.shape[0], -1)
-    if kind == "r1":
-        return grad.pow(2).sum(1).mean()
-    return (grad.norm(2, dim=1) - target).pow(2).mean()
+    return grad_norm_penalty(grad, target, kind == "r1")
