@@ -473,14 +473,14 @@ def gradient_penalty(critic, real, fake=None, *, kind="wgan-gp", target=1.0, gen
     ``torch.autograd.grad(..., create_graph=True)`` and reduced by a fused per-sample norm op
     whose backward is differentiable, so the penalty trains the critic's parameters.
 
-    ``chunk_size=k`` trades nothing in speed for memory: the batch goes through the critic k
-    samples at a time and each chunk's double backward runs inside this call, straight into
-    gradients for the critic's parameters (every tensor requiring grad that the critic uses),
-    which the returned penalty hands out in its backward. Only one chunk's double-backward
-    graph is ever alive, where the plain path keeps the whole batch's until backward. Needs a
-    critic that scores each sample on its own (WGAN-GP's critic has no batch norm), ``real``
-    and ``fake`` that do not require grad, and the returned penalty's gradient is not
-    differentiable again.
+    ``chunk_size=k`` lowers the peak memory: the batch goes through the critic k samples at a
+    time and each chunk's double backward runs inside this call, straight into gradients for
+    the critic's parameters (every tensor requiring grad that the critic uses; the unused
+    second-order gradient of the input is never computed), which the returned penalty hands
+    out in its backward. Only one chunk's double-backward graph is ever alive, where the
+    plain path keeps the whole batch's until backward. Needs a critic that scores each sample
+    on its own (WGAN-GP's critic has no batch norm), ``real`` and ``fake`` that do not require
+    grad, and the returned penalty's gradient is not differentiable again.
 
     Runs eagerly: torch.compile does not support double backward, so do not wrap this in
     torch.compile (compile the critic itself if you like; the losses compile fine).

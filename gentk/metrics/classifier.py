@@ -72,8 +72,9 @@ def accuracy(net, images, labels):
     return (logits.argmax(1) == labels).float().mean().item()
 
 
-def get_evaluator(key, train_images, train_labels, cache_dir, epochs=4):
-    """The evaluator for data set ``key``, loaded from cache_dir or trained and saved there."""
+def get_evaluator(key, train_images, train_labels, cache_dir, epochs=4, seed=0):
+    """The evaluator for data set ``key``, loaded from cache_dir or trained and saved there
+    (``seed`` fixes its initialization and batch order; give each seed its own key)."""
     path = os.path.join(cache_dir, f"evaluator_{key}.pt")
     if os.path.isfile(path):
         try:
@@ -83,7 +84,7 @@ def get_evaluator(key, train_images, train_labels, cache_dir, epochs=4):
             return net.eval()
         except Exception:
             pass  # stale or damaged cache: train again
-    net = train_evaluator(train_images, train_labels, epochs=epochs)
+    net = train_evaluator(train_images, train_labels, epochs=epochs, seed=seed)
     atomic_save({"shape": net.shape, "state": net.state_dict()}, path)
     return net
 
