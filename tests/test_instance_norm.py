@@ -135,9 +135,9 @@ def test_half_precision_runs_in_float32(dtype, fmt):
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("offset", [1e4, -3e4])
-def test_large_mean_is_stable(fmt, offset):
+@pytest.mark.parametrize("shape", [(2, 4, 48, 48), (2, 32, 24, 24)], ids=lambda s: "x".join(map(str, s)))
+def test_large_mean_is_stable(fmt, offset, shape):
     """float32 planes centred far from 0: the variance is computed centred (Welford)."""
-    shape = (2, 4, 48, 48)
     x64 = torch.randn(shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64) + offset
     x = x64.float()  # the float32 values are the truth: compare against them in float64
     x = x.contiguous(memory_format=FORMATS[fmt])
@@ -148,18 +148,19 @@ def test_large_mean_is_stable(fmt, offset):
     spacing = torch.finfo(torch.float32).eps * abs(offset)
     torch.testing.assert_close(y.double(), y_ref, rtol=0, atol=spacing)
     # E[x^2] - E[x]^2 in float32 would be off by ~offset^2 * eps; centred it stays at 1
-    torch.testing.assert_close(y.double().var((2, 3), unbiased=False), torch.ones(2, 4, dtype=torch.float64),
+    torch.testing.assert_close(y.double().var((2, 3), unbiased=False), torch.ones(shape[:2], dtype=torch.float64),
                                rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
-def test_constant_planes(fmt):
-    x = torch.full((2, 5, 7, 6), 3.25).contiguous(memory_format=FORMATS[fmt]).requires_grad_()
-    w = torch.linspace(0.5, 2, 5).requires_grad_()
-    b = torch.linspace(-1, 1, 5).requires_grad_()
+@pytest.mark.parametrize("channels", [5, 32])
+def test_constant_planes(fmt, channels):
+    x = torch.full((2, channels, 7, 6), 3.25).contiguous(memory_format=FORMATS[fmt]).requires_grad_()
+    w = torch.linspace(0.5, 2, channels).requires_grad_()
+    b = torch.linspace(-1, 1, channels).requires_grad_()
     with gentk.use_backend("cpp"):
         y = gentk.instance_norm(x, w, b, activation="leaky_relu", negative_slope=0.2)
-    expected = F.leaky_relu(b.detach(), 0.2).view(1, 5, 1, 1).expand_as(y)
+    expected = F.leaky_relu(b.detach(), 0.2).view(1, channels, 1, 1).expand_as(y)
     torch.testing.assert_close(y, expected, rtol=0, atol=0)
     y.sum().backward()
     assert torch.isfinite(x.grad).all() and torch.isfinite(w.grad).all()
@@ -187,12 +188,14 @@ def test_running_stats_update_as_torch(backend, fmt, momentum):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("activation", [None, "relu"])
-def test_eval_mode_uses_running_stats(backend, fmt, activation):
+@pytest.mark.parametrize("channels", [5, 32])
+def test_eval_mode_uses_running_stats(backend, fmt, activation, channels):
     g = torch.Generator().manual_seed(4)
-    shape = (3, 5, 6, 7)
+    shape = (3, channels, 6, 7)
     x64 = torch.randn(shape, generator=g, dtype=torch.float64)
-    rm64, rv64 = 0.3 * torch.randn(5, generator=g, dtype=torch.float64), torch.rand(5, generator=g, dtype=torch.float64) + 0.5
-    w64, b64 = torch.randn(5, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    rm64 = 0.3 * torch.randn(channels, generator=g, dtype=torch.float64)
+    rv64 = torch.rand(channels, generator=g, dtype=torch.float64) + 0.5
+    w64, b64 = torch.randn(channels, generator=g, dtype=torch.float64), torch.randn(channels, generator=g, dtype=torch.float64)
     cot = torch.randn(shape, generator=g, dtype=torch.float64)
     x = x64.float().contiguous(memory_format=FORMATS[fmt]).requires_grad_()
     w, b = w64.float().requires_grad_(), b64.float().requires_grad_()
