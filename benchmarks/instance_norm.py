@@ -175,6 +175,35 @@ def roofline(shape, fmt=torch.contiguous_format, repeats=15):
     return r
 
 
+def targets_in_turns(rounds=30):
+    """The issue's norm + ReLU cases, forward+backward, eager / torch.compile / gentk cpp in
+    both memory formats, timed in turns by gentk.profile.interleaved_step_times (all six
+    providers of a shape in one rotation): the harness times one provider after another,
+    and on this shared VM its figures for these cases have moved by 30% between runs.
+    Returns {shape label: {provider label: median ms}}."""
+    from gentk.profile import interleaved_step_times
+
+    out = {}
+    for shape in SHAPES:
+        fns = {}
+        for fmt_name, fmt in FORMATS.items():
+            x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
+            grad = torch.randn(shape).contiguous(memory_format=fmt)
+            compiled = torch.compile(lambda t: ref.instance_norm(t, activation="relu"), dynamic=False)
+            for name, fn in (("eager", lambda t: ref.instance_norm(t, activation="relu")), ("compile", compiled),
+                             ("gentk", lambda t: gentk.instance_norm(t, activation="relu"))):
+                def run(fn=fn, x=x, grad=grad):
+                    x.grad = None
+                    fn(x).backward(grad)
+                fns[f"{name} {fmt_name}"] = run
+        with gentk.use_backend("cpp"):
+            for fn in fns.values():
+                fn()
+                fn()
+            out["x".join(map(str, shape))] = interleaved_step_times(fns, steps=rounds, device="cpu")
+    return out
+
+
 if __name__ == "__main__":
     import argparse
 
@@ -186,7 +215,16 @@ if __name__ == "__main__":
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--roofline", action="store_true",
                    help="also time the norm + ReLU cases against read / write passes over the same bytes")
+    p.add_argument("--turns", action="store_true",
+                   help="also time the norm + ReLU cases (eager, compile, gentk; both formats) in turns")
     args = p.parse_args()
+    if args.turns:
+        for label, t in targets_in_turns().items():
+            print(f"{label} fwd+bwd, median ms in turns: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
+            for f in FORMATS:
+                print(f"  {f}: gentk {t['eager ' + f] / t['gentk ' + f]:.2f}x eager, "
+                      f"{t['compile ' + f] / t['gentk ' + f]:.2f}x compile")
+            print(f"  gentk NHWC / NCHW time: {t['gentk NHWC'] / t['gentk NCHW']:.2f}")
     if args.roofline:
         for shape in SHAPES:
             for name, fmt in FORMATS.items():

@@ -2,9 +2,10 @@
 in one call), bernoulli_recon on MNIST-sized batches, l1_loss with a folded weight, and
 the WGAN-GP gradient penalty of a small conv critic (time and saved memory).
 
-Two extra measurements: `python -m benchmarks.losses --memory` (peak CPU memory of the
-gradient penalty, eager vs gentk: exact allocator peaks from torch.profiler's memory events;
-the resident-set growth used before could not resolve the difference) and `python -m benchmarks.losses --strategy` (gradient
+Two extra measurements: `python -m benchmarks.losses --memory` (the gradient penalty's
+peak CPU memory, eager vs gentk plain and with chunk_size=8, exact allocator peaks from
+torch.profiler's memory events, and their times taken in turns) and
+`python -m benchmarks.losses --strategy` (gradient
 written in the forward pass and scaled in backward, vs recomputed in backward: the first
 won on CPU, so the CPU autograd uses it)."""
 import argparse
@@ -157,6 +158,30 @@ def allocator_peak_mib(provider, phase="forward+backward", chunk_size=None):
     return peak / 2**20, allocated / 2**20
 
 
+def penalty_times_in_turns(rounds=40):
+    """Forward+backward of the penalty, eager vs gentk (plain and chunk_size=8), timed in
+    turns by gentk.profile.interleaved_step_times: on this shared VM the speed drifts over
+    seconds, and the harness's one-provider-after-another figures for this case have moved
+    by 20% between runs."""
+    from gentk.profile import interleaved_step_times
+
+    gp = _GP()
+    inputs = gp.make(torch.device("cpu"), torch.float32)
+
+    def step(fn):
+        def run():
+            fn(**inputs).backward()
+            inputs["weight"].grad = None
+        return run
+
+    with gentk.use_backend("cpp"):
+        fns = {"eager": step(gp.reference), "gentk-cpp": step(gp.gentk),
+               "gentk-cpp chunk_size=8": step(lambda **kw: gp.gentk(**kw, chunk_size=8))}
+        for fn in fns.values():
+            fn()
+        return interleaved_step_times(fns, steps=rounds, device="cpu")
+
+
 class _Null:
     def __enter__(self):
         return self
@@ -210,6 +235,8 @@ def main(argv=None):
                 print(f"discriminator_loss[{mode}] {'x'.join(map(str, shape))}: recompute {t['recompute']:.3f} ms, "
                       f"gradient in forward {t['in_forward']:.3f} ms ({t['recompute'] / t['in_forward']:.2f}x)")
     if args.memory:
+        print("gradient_penalty 16x3x128x128, forward+backward, median ms timed in turns (40 rounds): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in penalty_times_in_turns().items()))
         for phase in ("forward", "forward+backward"):
             for name, chunk_size in (("eager", None), ("gentk-cpp", None), ("gentk-cpp", 8)):
                 peak, allocated = allocator_peak_mib(name, phase, chunk_size)
