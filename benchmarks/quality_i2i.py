@@ -115,8 +115,8 @@ def run_pix2pix(args):
 
 
 PIX2PIX_HISTORY = """Earlier runs scored with one evaluator net (seed 0, trained under another thread count; 97.8% on the
-real held-out digits): 94.7% at 2,500 and at 3,500 steps. In exploratory runs with the same split, 19 outputs of
-a 4,000-step run were misread by it, 8 of them digits it also misreads in the real image; the outputs themselves
+real held-out digits): 94.7% at 2,500 and at 3,500 steps. In exploratory runs with the same split, 18 outputs of
+a 4,000-step run were misread by it, 7 of them digits it also misreads in the real image; the outputs themselves
 are hard to tell from the targets by eye (L1 0.016). At base width 32 (`width=32`) the L1 falls to 0.012 and the
 single net's figure was 94.7-95.5% from 2,500 to 4,000 steps; the five-net vote read 97.2% of that run's outputs
 and 96.9% of the width-16 run's (ceiling 98.6%).
