@@ -5,9 +5,10 @@ section of QUALITY.md.
     python -m benchmarks.quality_i2i [--models pix2pix,cyclegan,stargan] [--mnist-root DIR]
 
 - pix2pix on the embedded digits-edges pairs, edge map -> digit (BtoA): L1 and PSNR of the
-  outputs against the held-out digits, and how often an evaluator classifier reads the right
-  digit. The evaluator is trained on the embedded digits' train split (sklearn's 8x8 digits
-  upsampled: blurrier and differently drawn than MNIST, so the MNIST evaluator does not fit).
+  outputs against the held-out digits, and how often evaluator classifiers read the right
+  digit (five nets, seeds 0-4, voting). They are trained on the embedded digits' train split
+  (sklearn's 8x8 digits upsampled: blurrier and differently drawn than MNIST, so the MNIST
+  evaluator does not fit).
 - CycleGAN on thin vs thick strokes of the real MNIST test set: domain A = eroded digits,
   B = dilated digits, each from a disjoint half of the 8,000-image training split (unpaired);
   on the 2,000 held out: how often benchmarks/quality.py's MNIST evaluator reads the source
