@@ -95,3 +95,13 @@ def read_metrics(run_dir):
 
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         return [json.loads(line) for line in f]
+
+
+def assert_cli_fails_in_one_line(argv, message, capsys):
+    """`gentk ARGV` exits with 2 and prints one line of stderr containing `message`."""
+    from gentk import cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err

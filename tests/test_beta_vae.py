@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from conftest import assert_cli_fails_in_one_line
 from gentk import cli, metrics
 from gentk.models import build
 from gentk.models.beta_vae import linear_capacity, scaled_ramp
@@ -139,10 +140,7 @@ BAD = [
 
 @pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_arguments_name_themselves(argv, message, capsys):
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err
-    assert len(err.strip().splitlines()) == 1, err
+    assert_cli_fails_in_one_line(argv, message, capsys)
 
 
 def test_per_dimension_kl_metric_matches_the_formula():

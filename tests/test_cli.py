@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from conftest import assert_cli_fails_in_one_line
 import gentk
 from gentk import cli
 
@@ -95,10 +96,7 @@ BAD = [
 
 @pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line(argv, message, capsys):
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err
-    assert len(err.strip().splitlines()) == 1, err
+    assert_cli_fails_in_one_line(argv, message, capsys)
 
 
 def test_bad_checkpoints_and_labels(tmp_path, capsys):

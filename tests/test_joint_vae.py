@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from conftest import assert_cli_fails_in_one_line
 from gentk import cli, metrics
 from gentk.metrics import assignment_accuracy, best_assignment
 from gentk.models import build
@@ -204,7 +205,4 @@ BAD = [
 
 @pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_arguments_name_themselves(argv, message, capsys):
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err
-    assert len(err.strip().splitlines()) == 1, err
+    assert_cli_fails_in_one_line(argv, message, capsys)
