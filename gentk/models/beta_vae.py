@@ -134,10 +134,13 @@ class BetaVAE(VAE):
         with self.autocast():
             loss, recon, kl, kl_dims = self.losses(x)
         self.backward_step(loss, self.optimizer)
-        out = {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
+        # every logged number in one device-to-host copy (one sync per step, not one per value)
+        values = torch.cat([torch.stack([loss.detach().double(), recon.detach().double(), kl.detach().double()]),
+                            kl_dims.detach().double()]).tolist()
+        out = {"loss": values[0], "recon": values[1], "kl": values[2]}
         if self.variant == "B":
             out["C"] = self.capacity()
-        out.update({f"kl/{i}": v for i, v in enumerate(kl_dims.detach().tolist())})
+        out.update({f"kl/{i}": v for i, v in enumerate(values[3:])})
         self.step += 1
         return out
 

@@ -181,12 +181,16 @@ class JointVAE(GenerativeModel):
         with self.autocast():
             loss, recon, kl_cont, kl_disc, kl_dims, kl_cats = self.losses(x)
         self.backward_step(loss, self.optimizer)
-        kl_dims = kl_dims.detach().cpu()
+        # every logged number in one device-to-host copy (one sync per step, not one per value)
+        scalars = [loss, recon, kl_cont, kl_disc, *kl_cats]
+        values = torch.cat([torch.stack([t.detach().double() for t in scalars]), kl_dims.detach().double()]).tolist()
+        (loss, recon, kl_cont, kl_disc), cats, dims = values[:4], values[4:len(scalars)], values[len(scalars):]
+        kl_dims = torch.tensor(dims, dtype=kl_dims.dtype)
         self.kl_average = kl_dims if self.step == 0 else 0.99 * self.kl_average + 0.01 * kl_dims
-        out = {"loss": loss.item(), "recon": recon.item(), "kl_cont": kl_cont.item(), "kl_disc": kl_disc.item(),
+        out = {"loss": loss, "recon": recon, "kl_cont": kl_cont, "kl_disc": kl_disc,
                "C_cont": self.cont_capacity_at(), "C_disc": self.disc_capacity_at()}
-        out.update({f"kl/z{i}": v for i, v in enumerate(kl_dims.tolist())})
-        out.update({f"kl/c{j}": v.item() for j, v in enumerate(kl_cats)})
+        out.update({f"kl/z{i}": v for i, v in enumerate(dims)})
+        out.update({f"kl/c{j}": v for j, v in enumerate(cats)})
         self.step += 1
         return out
 
