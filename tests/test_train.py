@@ -194,3 +194,14 @@ def test_small_batches_and_visuals(tmp_path):
     model, _ = fit(tmp_path, steps=2, batch_size=6)  # fewer than 8 images: no reconstruction grid, no error
     assert model.visuals(TRAIN.tensors[0][:6]) == {}
     assert model.visuals(TRAIN.tensors[0][:20])["reconstructions"].shape == (32, 1, 16, 16)
+
+
+def test_host_floats_reads_every_logged_tensor_as_item_would():
+    from gentk.models.base import host_floats
+
+    loss, dims = torch.tensor(1.25, dtype=torch.float32) / 3, torch.tensor([0.1, 0.2, 0.3])
+    out = host_floats({"loss": loss, "C": 2.5, "kl/z": dims, "kl/c": dims[:0]})
+    assert list(out) == ["loss", "C", "kl/z0", "kl/z1", "kl/z2"]
+    assert out["loss"] == loss.item() and out["C"] == 2.5
+    assert [out[f"kl/z{i}"] for i in range(3)] == [v.item() for v in dims]
+    assert all(type(v) is float for v in out.values())

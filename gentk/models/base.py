@@ -124,5 +124,24 @@ def first_tensor(batch):
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
+def host_floats(values):
+    """{name: number or tensor} -> {name: float}, for a train_step's return. A 0-d tensor
+    keeps its name; a 1-d tensor v under name k becomes k0, k1, ... (e.g. "kl/z" gives
+    "kl/z0", "kl/z1"). Every tensor is read in one device-to-host copy, where .item() per
+    value waits for the device once each."""
+    out, names, tensors = {}, [], []
+    for k, v in values.items():
+        if not isinstance(v, torch.Tensor):
+            out[k] = v
+            continue
+        keys = [k] if v.dim() == 0 else [f"{k}{i}" for i in range(v.numel())]
+        out.update(dict.fromkeys(keys))  # keeps the order the caller gave
+        names += keys
+        tensors.append(v.detach().double().reshape(-1))
+    if tensors:
+        out.update(zip(names, torch.cat(tensors).tolist()))
+    return out
+
+
 def count_parameters(module: nn.Module):
     return sum(p.numel() for p in module.parameters())

@@ -21,7 +21,7 @@ import math
 import torch
 
 import gentk
-from gentk.models.base import first_tensor
+from gentk.models.base import first_tensor, host_floats
 from gentk.models.vae import ARCHITECTURES, VAE
 
 BURGESS_C_STOP = 100_000
@@ -134,13 +134,10 @@ class BetaVAE(VAE):
         with self.autocast():
             loss, recon, kl, kl_dims = self.losses(x)
         self.backward_step(loss, self.optimizer)
-        # every logged number in one device-to-host copy (one sync per step, not one per value)
-        values = torch.cat([torch.stack([loss.detach().double(), recon.detach().double(), kl.detach().double()]),
-                            kl_dims.detach().double()]).tolist()
-        out = {"loss": values[0], "recon": values[1], "kl": values[2]}
+        out = {"loss": loss, "recon": recon, "kl": kl}
         if self.variant == "B":
             out["C"] = self.capacity()
-        out.update({f"kl/{i}": v for i, v in enumerate(values[3:])})
+        out = host_floats({**out, "kl/": kl_dims})
         self.step += 1
         return out
 

@@ -22,6 +22,7 @@ import torch
 
 import gentk
 from gentk.models.adversarial import AdversarialModel, generator_loss, init_normal, set_requires_grad
+from gentk.models.base import host_floats
 from gentk.models.image_nets import (ExampleInputs, PatchDiscriminator, ResnetGenerator, batches, default_width,
                                      patch_layers, to_signed, to_unit, translation_grid)
 
@@ -181,10 +182,10 @@ class CycleGAN(AdversarialModel):
                 loss = loss + identity
         self.backward_step(loss, self.opt_g)
         set_requires_grad([self.disc_a, self.disc_b], True)
-        out = {"g_adv": adv.item(), "cycle": cycle.item()}
+        out = {"g_adv": adv, "cycle": cycle}
         if identity is not None:
-            out["identity"] = identity.item()
-        return out
+            out["identity"] = identity
+        return host_floats(out)
 
     def train_step(self, batch):
         losses = super().train_step(batch)

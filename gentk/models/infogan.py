@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gentk.models.adversarial import generator_loss, set_requires_grad
-from gentk.models.base import first_tensor
+from gentk.models.base import first_tensor, host_floats
 from gentk.models.dcgan_nets import init_weights, noise_like, to_model_range
 from gentk.models.gan import GAN
 
@@ -123,8 +123,7 @@ class InfoGAN(GAN):
                 fake_features if self.info_trains_body else fake_features.detach(), category, cont)
             total = adv + info
         self.backward_step(total, self.optimizer_d)
-        return {"d_loss": total.item(), **parts, "info": info.item(), "info_cat": cat_loss.item(),
-                "info_cont": cont_loss.item()}
+        return host_floats({"d_loss": total, **parts, "info": info, "info_cat": cat_loss, "info_cont": cont_loss})
 
     def g_step(self, batch):
         images = first_tensor(batch)
@@ -142,7 +141,7 @@ class InfoGAN(GAN):
             self.backward_step(loss, self.optimizer_g)
         finally:
             set_requires_grad([self.discriminator, self.q_head], True)
-        return {"g_loss": adv.item(), "g_info": info.item()}
+        return host_floats({"g_loss": adv, "g_info": info})
 
     # --- sampling -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 import gentk
-from gentk.models.base import GenerativeModel, first_tensor
+from gentk.models.base import GenerativeModel, first_tensor, host_floats
 from gentk.models.beta_vae import check_int, check_number, linear_capacity, scaled_ramp, sweep
 from gentk.models.vae import ARCHITECTURES, build_networks, reconstruction_grid
 
@@ -181,16 +181,11 @@ class JointVAE(GenerativeModel):
         with self.autocast():
             loss, recon, kl_cont, kl_disc, kl_dims, kl_cats = self.losses(x)
         self.backward_step(loss, self.optimizer)
-        # every logged number in one device-to-host copy (one sync per step, not one per value)
-        scalars = [loss, recon, kl_cont, kl_disc, *kl_cats]
-        values = torch.cat([torch.stack([t.detach().double() for t in scalars]), kl_dims.detach().double()]).tolist()
-        (loss, recon, kl_cont, kl_disc), cats, dims = values[:4], values[4:len(scalars)], values[len(scalars):]
-        kl_dims = torch.tensor(dims, dtype=kl_dims.dtype)
+        out = host_floats({"loss": loss, "recon": recon, "kl_cont": kl_cont, "kl_disc": kl_disc,
+                           "C_cont": self.cont_capacity_at(), "C_disc": self.disc_capacity_at(), "kl/z": kl_dims,
+                           "kl/c": torch.stack(kl_cats) if kl_cats else kl_dims.new_zeros(0)})
+        kl_dims = torch.tensor([out[f"kl/z{i}"] for i in range(self.latent)], dtype=kl_dims.dtype)
         self.kl_average = kl_dims if self.step == 0 else 0.99 * self.kl_average + 0.01 * kl_dims
-        out = {"loss": loss, "recon": recon, "kl_cont": kl_cont, "kl_disc": kl_disc,
-               "C_cont": self.cont_capacity_at(), "C_disc": self.disc_capacity_at()}
-        out.update({f"kl/z{i}": v for i, v in enumerate(dims)})
-        out.update({f"kl/c{j}": v for j, v in enumerate(cats)})
         self.step += 1
         return out
 

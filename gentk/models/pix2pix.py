@@ -16,6 +16,7 @@ import torch
 
 import gentk
 from gentk.models.adversarial import AdversarialModel, generator_loss, init_normal, set_requires_grad
+from gentk.models.base import host_floats
 from gentk.models.image_nets import (NORMS, ExampleInputs, PatchDiscriminator, UnetGenerator, batches,
                                      default_width, patch_layers, psnr, to_signed, to_unit, translation_grid)
 
@@ -109,7 +110,9 @@ class Pix2Pix(AdversarialModel):
             loss = adv + l1
         self.backward_step(loss, self.opt_g)
         set_requires_grad(self.discriminator, True)
-        return {"g_adv": adv.item(), "g_l1": l1.item() / max(self.lambda_l1, 1e-12)}
+        out = host_floats({"g_adv": adv, "g_l1": l1})
+        out["g_l1"] /= max(self.lambda_l1, 1e-12)
+        return out
 
     @torch.no_grad()
     def translate(self, source):

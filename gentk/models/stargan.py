@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 import gentk
 from gentk.models.adversarial import AdversarialModel, generator_loss, set_requires_grad
+from gentk.models.base import host_floats
 from gentk.models.image_nets import (ExampleInputs, ResnetGenerator, StarDiscriminator, batches, default_width,
                                      grid_rows, instance_statistics, to_signed, to_unit)
 
@@ -181,7 +182,9 @@ class StarGAN(AdversarialModel):
             loss = adv + self.lambda_cls * cls + rec
         self.backward_step(loss, self.opt_g)
         set_requires_grad(self.discriminator, True)
-        return {"g_adv": adv.item(), "g_cls": cls.item(), "g_rec": rec.item() / max(self.lambda_rec, 1e-12)}
+        out = host_floats({"g_adv": adv, "g_cls": cls, "g_rec": rec})
+        out["g_rec"] /= max(self.lambda_rec, 1e-12)
+        return out
 
     # --- translation -------------------------------------------------------------------------
     @torch.no_grad()

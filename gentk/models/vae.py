@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gentk
-from gentk.models.base import GenerativeModel, first_tensor
+from gentk.models.base import GenerativeModel, first_tensor, host_floats
 
 
 def _conv_encoder(channels, resolution, latent, width=32, hidden=256, outputs=None):
@@ -131,7 +131,7 @@ class VAE(GenerativeModel):
         with self.autocast():
             loss, recon, kl = self.losses(x)
         self.backward_step(loss, self.optimizer)
-        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
+        return host_floats({"loss": loss, "recon": recon, "kl": kl})
 
     @torch.no_grad()
     def sample(self, n, labels=None, generator=None):
