@@ -35,7 +35,7 @@ import gentk
 from gentk.models.adversarial import AdversarialModel, generator_loss, set_requires_grad
 from gentk.models.base import host_floats
 from gentk.models.image_nets import (ExampleInputs, ResnetGenerator, StarDiscriminator, batches, default_width,
-                                     grid_rows, instance_statistics, to_signed, to_unit)
+                                     instance_statistics, to_signed, to_unit, translation_grid)
 
 LABEL_MODES = ("multi", "single")
 
@@ -217,20 +217,16 @@ class StarGAN(AdversarialModel):
             labels = F.one_hot(labels.to(self.device), self.label_dim).float()
         return self.translate(inputs, labels[:len(inputs)])
 
+    def _rows(self, chunk):
+        x = chunk[0].to(self.device)
+        targets = self.domain_targets(self.labels_of(chunk[1].to(self.device)))
+        return [x, *[self.translate(x, t) for t in targets]]
+
     @torch.no_grad()
     def translation_grid(self, batch, n=None, generator=None, per_row=8):
         """Each input translated to every domain: in columns of ``per_row`` inputs, a row of
         the inputs then one row per target domain. Returns (images, nrow)."""
-        images, attributes = batch[0], batch[1]
-        n = len(images) if n is None else min(n, len(images))
-        per_row = max(1, min(per_row, n))
-        n -= n % per_row
-        blocks = []
-        for start in range(0, n, per_row):
-            x = images[start:start + per_row].to(self.device)
-            targets = self.domain_targets(self.labels_of(attributes[start:start + per_row].to(self.device)))
-            blocks.append(grid_rows(x, *[self.translate(x, t) for t in targets]))
-        return torch.cat(blocks), per_row
+        return translation_grid(self._rows, batch, n, per_row)
 
     def visuals(self, batch):
         images, _ = self.translation_grid(batch, 16)
