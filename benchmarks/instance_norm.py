@@ -77,8 +77,13 @@ def resnet9_generator(ngf=64):
 # call (F.instance_norm's reshapes and copies, batch_norm, the backward nodes' kernels).
 # F.instance_norm returns a view, so the generator's in-place ReLU(True) after it records
 # CopySlices and AsStridedBackward0 nodes: their backward time belongs to norm + ReLU too.
-NORM_ACT_FORWARD = ("aten::instance_norm", "aten::relu", "aten::relu_", "aten::leaky_relu", "aten::leaky_relu_")
-NORM_ACT_BACKWARD = ("BatchNorm", "Relu", "Threshold", "LeakyRelu", "CopySlices", "AsStridedBackward")
+# gentk's fused op is counted the same way in the patched step: gentk::instance_norm, and the
+# backward node of its C++ autograd (CppNode<gentk::...::InstanceNorm>) or, for the Triton
+# twin, of its Python one.
+NORM_ACT_FORWARD = ("aten::instance_norm", "aten::relu", "aten::relu_", "aten::leaky_relu", "aten::leaky_relu_",
+                    "gentk::instance_norm")
+NORM_ACT_BACKWARD = ("BatchNorm", "Relu", "Threshold", "LeakyRelu", "CopySlices", "AsStridedBackward",
+                     "::InstanceNorm>", "gentk_instance_norm")
 BACKWARD_NODE = "autograd::engine::evaluate_function: "
 
 
@@ -93,37 +98,41 @@ def _train_step(model, x):
     model(x).square().mean().backward()
 
 
-def _timed_step(model, x):
-    import time
-    t0 = time.perf_counter()
-    _train_step(model, x)
-    return time.perf_counter() - t0
+def _norm_act_ms(model, x):
+    """(milliseconds of normalization + activation, forward and backward, in one profiled
+    training step; that step's total self time in milliseconds)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        _train_step(model, x)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.cpu_time_total for e in events if _is_norm_act(e.key)) / 1e3, total / 1e3
 
 
-def end_to_end(size=128, batch=1, ngf=64, repeats=5, fmt=torch.contiguous_format):
-    """Training-step time of the generator with and without gentk.patch, and the profiler's
-    share of the plain step spent in normalization + activation (forward and backward):
-    the most any norm kernel could save."""
+def end_to_end(size=128, batch=1, ngf=64, repeats=15, fmt=torch.contiguous_format):
+    """Training-step time of the generator with and without gentk.patch (medians, timed in
+    turns), and the profiler's share of the plain step spent in normalization + activation
+    (forward and backward): the most any norm kernel could save. The profiler also gives
+    the norm + activation time of the patched step: the saving without the convolutions'
+    step-to-step noise, which on this CPU is larger than the whole bound."""
+    from gentk.profile import interleaved_step_times
+
     torch.manual_seed(0)
     plain = resnet9_generator(ngf).to(memory_format=fmt)
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        _train_step(plain, x)
-    total = sum(e.self_cpu_time_total for e in prof.key_averages())
-    norm_act = sum(e.cpu_time_total for e in prof.key_averages() if _is_norm_act(e.key))
-    share = norm_act / total
     patched = gentk.patch(resnet9_generator(ngf).to(memory_format=fmt))
-    plain_times, patched_times = [], []
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
     with gentk.use_backend("cpp"):
-        _train_step(plain, x)
-        _train_step(patched, x)
-        for _ in range(repeats):  # interleaved, and the fastest of each: the machine's load drifts
-            plain_times.append(_timed_step(plain, x))
-            patched_times.append(_timed_step(patched, x))
-    t_plain, t_patched = min(plain_times), min(patched_times)
-    saved = (t_plain - t_patched) / t_plain
-    return {"plain_s": t_plain, "patched_s": t_patched, "speedup": t_plain / t_patched,
-            "norm_act_share": share, "fraction_of_bound": saved / share if share > 0 else None}
+        for model in (plain, patched, plain, patched):
+            _train_step(model, x)
+        plain_norm, plain_total = _norm_act_ms(plain, x)
+        patched_norm, _ = _norm_act_ms(patched, x)
+        t = interleaved_step_times({"plain": lambda: _train_step(plain, x), "patched": lambda: _train_step(patched, x)},
+                                   steps=repeats, device="cpu")
+    share = plain_norm / plain_total
+    saved = (t["plain"] - t["patched"]) / t["plain"]
+    return {"plain_s": t["plain"] / 1e3, "patched_s": t["patched"] / 1e3, "speedup": t["plain"] / t["patched"],
+            "norm_act_share": share, "fraction_of_bound": saved / share if share > 0 else None,
+            "norm_act_ms_plain": plain_norm, "norm_act_ms_patched": patched_norm,
+            "norm_act_saved_fraction": 1 - patched_norm / plain_norm}
 
 
 # ---- roofline: the norm + ReLU cases against this process's own memory bandwidth ----------
@@ -175,6 +184,40 @@ def roofline(shape, fmt=torch.contiguous_format, repeats=15):
     return r
 
 
+PER_CALL_SHAPES = [(1, 3, 4, 4), (1, 256, 32, 32)]  # fixed costs alone; a ResNet-9 block's norm at 128 px
+
+
+def per_call_us(calls=200, warmup=20):
+    """Median microseconds of one norm + ReLU call, forward and forward+backward, eager and
+    gentk, at sizes where the fixed cost per call (Python, dispatch, autograd) is a large
+    part of the time."""
+    import statistics
+    import time
+
+    def median_us(fn):
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e6)
+        return statistics.median(times)
+
+    out = {}
+    with gentk.use_backend("cpp"):
+        for shape in PER_CALL_SHAPES:
+            x = torch.randn(shape, requires_grad=True)
+            grad = torch.randn(shape)
+            for name, fn in (("eager", lambda t: ref.instance_norm(t, activation="relu")),
+                             ("gentk", lambda t: gentk.instance_norm(t, activation="relu"))):
+                def step(fn=fn):
+                    fn(x).backward(grad)
+                    x.grad = None
+                out["x".join(map(str, shape)), name] = (median_us(lambda fn=fn: fn(x)), median_us(step))
+    return out
+
+
 def targets_in_turns(rounds=30):
     """The issue's norm + ReLU cases, forward+backward, eager / torch.compile / gentk cpp in
     both memory formats, timed in turns by gentk.profile.interleaved_step_times (all six
@@ -212,12 +255,17 @@ if __name__ == "__main__":
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--ngf", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--roofline", action="store_true",
                    help="also time the norm + ReLU cases against read / write passes over the same bytes")
+    p.add_argument("--per-call", action="store_true",
+                   help="also time single calls at small shapes, where the fixed cost per call shows")
     p.add_argument("--turns", action="store_true",
                    help="also time the norm + ReLU cases (eager, compile, gentk; both formats) in turns")
     args = p.parse_args()
+    if args.per_call:
+        for (label, name), (fwd, step) in per_call_us().items():
+            print(f"{label} {name}: forward {fwd:.0f} us, forward+backward {step:.0f} us (medians of single calls)")
     if args.turns:
         for label, t in targets_in_turns().items():
             print(f"{label} fwd+bwd, median ms in turns: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()))
@@ -240,4 +288,6 @@ if __name__ == "__main__":
         print(f"{name}: plain {r['plain_s'] * 1e3:.1f} ms, patched {r['patched_s'] * 1e3:.1f} ms, "
               f"speedup {r['speedup']:.2f}x; norm+activation share of the plain step "
               f"{100 * r['norm_act_share']:.1f}% (bound {1 / (1 - r['norm_act_share']):.2f}x); "
-              f"reached {100 * r['fraction_of_bound']:.0f}% of the bound")
+              f"reached {100 * r['fraction_of_bound']:.0f}% of the bound. Profiled norm+activation time "
+              f"{r['norm_act_ms_plain']:.1f} ms plain, {r['norm_act_ms_patched']:.1f} ms patched: "
+              f"{100 * r['norm_act_saved_fraction']:.0f}% of it saved")

@@ -36,8 +36,7 @@ def _load():
     gumbel.register_autograd()
     from gentk.ops.registration import instance_norm
 
-    instance_norm.register_fakes()
-    instance_norm.register_autograd()
+    instance_norm.register_fakes()  # its autograd is in C++
     from gentk.ops.registration import losses
 
     losses.register_fakes()

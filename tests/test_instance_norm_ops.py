@@ -52,6 +52,42 @@ def test_gradcheck_running_stats(fmt):
         assert torch.autograd.gradcheck(fn, (x, w, b))
 
 
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu"])
+def test_gradgradcheck(activation):
+    """Second-order gradients (create_graph=True, as WGAN-GP's penalty takes through a critic)
+    are exact: backward then differentiates the normalization written in torch ops."""
+    x, w, b, r = _inputs(shape=(2, 3, 3, 4))
+    rm = torch.randn(3, dtype=torch.float64)
+    rv = torch.rand(3, dtype=torch.float64) + 0.5
+    with gentk.use_backend("cpp"):
+        assert torch.autograd.gradgradcheck(
+            lambda x, w, b, r: gentk.instance_norm(x, w, b, activation=activation, negative_slope=0.1, residual=r),
+            (x, w, b, r))
+        assert torch.autograd.gradgradcheck(
+            lambda x, w, b: gentk.instance_norm(x, w, b, rm, rv, use_input_stats=False, activation=activation),
+            (x, w, b))
+
+
+@pytest.mark.parametrize("given", ["x", "w", "b", "r", "w,r", "b,r"])
+def test_gradients_of_any_subset_of_inputs(given):
+    """Only the inputs asked for get gradients, whichever optional inputs are absent (the C++
+    autograd maps its arguments to graph edges by which tensors were given)."""
+    x, w, b, r = _inputs(shape=(2, 3, 4, 4))
+    tensors = {"x": x, "w": w, "b": b, "r": r}
+    wanted = given.split(",")
+    for name, t in tensors.items():
+        t.requires_grad_(name in wanted)
+    weight = w if "w" in given or "b" not in given else None  # bias without weight too
+    args = dict(weight=weight, bias=b, activation="relu", residual=r)
+    grad_out = torch.randn(x.shape, dtype=x.dtype)
+    expected = torch.autograd.grad(F.relu(F.instance_norm(x, weight=weight, bias=b)) + r, [tensors[n] for n in wanted],
+                                   grad_out)
+    with gentk.use_backend("cpp"):
+        got = torch.autograd.grad(gentk.instance_norm(x, **args), [tensors[n] for n in wanted], grad_out)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e)
+
+
 def test_gradcheck_3d():
     x, w, b, r = _inputs(shape=(2, 3, 11))
     with gentk.use_backend("cpp"):

@@ -3,7 +3,10 @@
 ``gentk::instance_norm(x, weight, bias, running_mean, running_var, eps, activation,
 negative_slope, residual) -> (y, mean, var)`` and its backward. Backward recomputes the
 normalized input and the activation's mask from the saved x and the per-plane (mean,
-var): x is the only activation-sized tensor kept.
+var): x is the only activation-sized tensor kept. Under ``create_graph=True`` backward
+differentiates the normalization written in torch ops instead, so that second-order
+gradients are exact. The compiled op registers the same autograd in C++
+(csrc/instance_norm_autograd.cpp); this one serves the Triton twin.
 """
 import torch
 
@@ -38,6 +41,31 @@ def register_fakes(suffix=""):
         return grad_x, grad_w, torch.empty_like(grad_w)
 
 
+def normalization_in_torch(x, weight, bias, mean, var, input_stats, eps, activation, negative_slope):
+    """act((x - mean) / sqrt(var + eps) * weight + bias) in differentiable torch ops, in the
+    kernels' math dtype. With input statistics mean and var are x's own; otherwise the given
+    per-plane (N, C) values, constants. ``activation`` is the kernels' code."""
+    xm = x.to(math_dtype(x))
+    spatial = tuple(range(2, x.dim()))
+    if input_stats:
+        m = xm.mean(spatial, keepdim=True)
+        v = (xm - m).square().mean(spatial, keepdim=True)
+    else:
+        plane = (x.shape[0], x.shape[1]) + (1,) * len(spatial)
+        m, v = mean.to(xm.dtype).reshape(plane), var.to(xm.dtype).reshape(plane)
+    y = (xm - m) * (v + eps).rsqrt()
+    channel = (1, x.shape[1]) + (1,) * len(spatial)
+    if weight is not None:
+        y = y * weight.to(xm.dtype).reshape(channel)
+    if bias is not None:
+        y = y + bias.to(xm.dtype).reshape(channel)
+    if activation == ACTIVATION_CODES["relu"]:
+        y = torch.relu(y)
+    elif activation == ACTIVATION_CODES["leaky_relu"]:
+        y = torch.nn.functional.leaky_relu(y, negative_slope)
+    return y.to(x.dtype)
+
+
 def register_autograd(suffix=""):
     backward_op = getattr(torch.ops.gentk, "instance_norm_backward" + suffix).default
 
@@ -53,10 +81,22 @@ def register_autograd(suffix=""):
         x, weight, bias, mean, var = ctx.saved_tensors
         if grad_y is None:
             return (None,) * 9
-        grad_x, grad_w, grad_b = backward_op(
-            grad_y, x, weight, bias, mean, var, ctx.eps, ctx.input_stats, ctx.activation, ctx.negative_slope
-        )
         need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True
+            grads = [None] * 3
+            wanted = [i for i, t in enumerate((x, weight, bias)) if need[i] and t is not None]
+            if wanted:
+                y = normalization_in_torch(x, weight, bias, mean, var, ctx.input_stats, ctx.eps, ctx.activation,
+                                           ctx.negative_slope)
+                found = torch.autograd.grad(y, [(x, weight, bias)[i] for i in wanted], grad_y, create_graph=True,
+                                            allow_unused=True)
+                for i, g in zip(wanted, found):
+                    grads[i] = g
+            grad_x, grad_w, grad_b = grads
+        else:
+            grad_x, grad_w, grad_b = backward_op(
+                grad_y, x, weight, bias, mean, var, ctx.eps, ctx.input_stats, ctx.activation, ctx.negative_slope
+            )
         return (
             grad_x if need[0] else None,
             grad_w if need[1] else None,
