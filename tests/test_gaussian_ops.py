@@ -26,6 +26,20 @@ def _inputs(shape=(5, 67), dtype=torch.float64, requires_grad=True):
     return mu, lv, eps
 
 
+@pytest.mark.parametrize("op", ["reparameterize", "gaussian_kl", "reparameterize_kl"])
+def test_double_backward_is_refused_with_a_clear_error(op):
+    """The backward runs fused kernels that autograd cannot differentiate again: create_graph=True
+    raises rather than hand back a gradient whose own derivative is silently zero."""
+    mu, lv, _ = _inputs()
+    with gentk.use_backend("cpp"):
+        out = getattr(gentk, op)(mu, lv)
+    out = out[0] if isinstance(out, tuple) else out
+    (first,) = torch.autograd.grad(out.sum(), mu, retain_graph=True)  # first order still works
+    assert torch.isfinite(first).all()
+    with pytest.raises(RuntimeError, match=f"gentk.{op}: double backward .* not supported"):
+        torch.autograd.grad(out.sum(), mu, create_graph=True)
+
+
 def test_gradcheck_reparameterize():
     mu, lv, eps = _inputs()
     assert torch.autograd.gradcheck(lambda m, l: ops.reparameterize(m, l, None, SEED), (mu, lv))

@@ -78,6 +78,19 @@ def _joint_vae_step(x, w_enc, w_dec, gumbels=None, hard=False):
     return torch.nn.functional.binary_cross_entropy(recon, x, reduction="sum") / x.shape[0] + kl
 
 
+
+@pytest.mark.parametrize("op", ["gumbel_softmax", "categorical_kl_uniform"])
+def test_double_backward_is_refused_with_a_clear_error(op):
+    """The backward runs fused kernels that autograd cannot differentiate again: create_graph=True
+    raises rather than hand back a gradient whose own derivative is silently zero."""
+    logits = torch.randn(4, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    with gentk.use_backend("cpp"):
+        out = getattr(gentk, op)(logits)
+    (first,) = torch.autograd.grad(out.sum(), logits, retain_graph=True)  # first order still works
+    assert torch.isfinite(first).all()
+    with pytest.raises(RuntimeError, match=f"gentk.{op}: double backward .* not supported"):
+        torch.autograd.grad(out.sum(), logits, create_graph=True)
+
 def test_compile_fullgraph():
     torch._dynamo.reset()
     g = torch.Generator().manual_seed(0)

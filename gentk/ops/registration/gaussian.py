@@ -8,6 +8,8 @@ Backward regenerates the noise from ``seed``; nothing noise-sized is saved.
 """
 import torch
 
+from gentk.ops.registration import first_order
+
 FORWARD_OPS = ("reparameterize", "gaussian_kl", "reparameterize_kl")
 BACKWARD_OPS = ("reparameterize_backward", "gaussian_kl_backward", "reparameterize_kl_backward")
 
@@ -59,6 +61,7 @@ def register_autograd(suffix=""):
         mu, logvar, eps, seed = inputs
         ctx.save_for_backward(logvar, eps, seed)
 
+    @first_order("reparameterize")
     def backward_reparameterize(ctx, grad):
         logvar, eps, seed = ctx.saved_tensors
         grad = grad.contiguous()
@@ -78,6 +81,7 @@ def register_autograd(suffix=""):
         ctx.scale = scale
         ctx.save_for_backward(mu, logvar)
 
+    @first_order("gaussian_kl")
     def backward_gaussian_kl(ctx, grad):
         mu, logvar = ctx.saved_tensors
         grad_mu, grad_logvar = gaussian_kl_backward(grad.contiguous(), mu, logvar, ctx.scale)
@@ -94,6 +98,7 @@ def register_autograd(suffix=""):
         ctx.reduce = reduce
         ctx.save_for_backward(mu, logvar, eps, seed)
 
+    @first_order("reparameterize_kl")
     def backward_reparameterize_kl(ctx, grad_z, grad_kl):
         mu, logvar, eps, seed = ctx.saved_tensors
         if grad_kl is None:

@@ -16,6 +16,8 @@ K = 10), at the cost of one logits-sized saved tensor; they regenerate instead.
 """
 import torch
 
+from gentk.ops.registration import first_order
+
 
 def _op(name, suffix):
     return getattr(torch.ops.gentk, name + suffix).default
@@ -55,6 +57,7 @@ def register_autograd(suffix=""):
         else:
             ctx.save_for_backward(output, None, None, None)
 
+    @first_order("gumbel_softmax")
     def backward_gumbel_softmax(ctx, grad):
         soft, logits, gumbels, seed = ctx.saved_tensors
         grad_logits = gumbel_softmax_backward(grad.contiguous(), soft, logits, gumbels, seed, ctx.tau)
@@ -71,6 +74,7 @@ def register_autograd(suffix=""):
         ctx.scale = scale if reduce else 1.0
         ctx.save_for_backward(logits)
 
+    @first_order("categorical_kl_uniform")
     def backward_categorical_kl(ctx, grad):
         (logits,) = ctx.saved_tensors
         return categorical_kl_uniform_backward(grad.contiguous(), logits, ctx.scale), None, None

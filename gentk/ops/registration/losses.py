@@ -11,6 +11,8 @@ gradient penalty's backward is itself differentiable.
 """
 import torch
 
+from gentk.ops.registration import first_order
+
 
 def _op(name, suffix):
     return getattr(torch.ops.gentk, name + suffix).default
@@ -109,6 +111,7 @@ def _register_loss_autograd(suffix):
         real, fake, ctx.mode, ctx.real_label, ctx.fake_label, ctx.reduction = inputs
         ctx.save_for_backward(real, fake)
 
+    @first_order("discriminator_loss", "loss")
     def backward_discriminator(ctx, grad):
         real, fake = ctx.saved_tensors
         grad_real, grad_fake = discriminator_loss_backward(
@@ -125,6 +128,7 @@ def _register_loss_autograd(suffix):
         fake, ctx.mode, ctx.reduction = inputs
         ctx.save_for_backward(fake)
 
+    @first_order("generator_loss", "loss")
     def backward_generator(ctx, grad):
         (fake,) = ctx.saved_tensors
         return generator_loss_backward(grad.contiguous(), fake, ctx.mode, ctx.reduction), None, None
@@ -138,6 +142,7 @@ def _register_loss_autograd(suffix):
         logits, target, ctx.reduction = inputs
         ctx.save_for_backward(logits, target)
 
+    @first_order("bernoulli_recon", "loss")
     def backward_recon(ctx, grad):
         logits, target = ctx.saved_tensors
         grad = grad.contiguous()
@@ -155,6 +160,7 @@ def _register_loss_autograd(suffix):
         input, target, ctx.weight, ctx.reduction = inputs
         ctx.save_for_backward(input, target)
 
+    @first_order("l1_loss", "loss")
     def backward_l1(ctx, grad):
         input, target = ctx.saved_tensors
         grad_input = l1_loss_backward(grad.contiguous(), input, target, ctx.weight, ctx.reduction)
