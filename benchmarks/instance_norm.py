@@ -191,18 +191,8 @@ def per_call_us(calls=200, warmup=20):
     """Median microseconds of one norm + ReLU call, forward and forward+backward, eager and
     gentk, at sizes where the fixed cost per call (Python, dispatch, autograd) is a large
     part of the time."""
-    import statistics
-    import time
-
     def median_us(fn):
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e6)
-        return statistics.median(times)
+        return _median_s(fn, calls, warmup) * 1e6
 
     out = {}
     with gentk.use_backend("cpp"):
