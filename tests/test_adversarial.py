@@ -11,8 +11,8 @@ from gentk.models.adversarial import (ADVERSARIAL_LOSSES, AdversarialModel, crit
 class _Counting(AdversarialModel):
     name = "counting"
 
-    def __init__(self, loss="bce", n_critic=1, lambda_gp=10.0):
-        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp)
+    def __init__(self, loss="bce", n_critic=1, lambda_gp=10.0, gp_chunk_size=None):
+        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, gp_chunk_size=gp_chunk_size)
 
     def d_step(self, batch):
         return {"d": 1.0}
@@ -31,7 +31,8 @@ def test_generator_steps_every_n_critic_and_resumes():
 
 
 @pytest.mark.parametrize("bad, message", [(dict(loss="wgan"), "unknown loss"), (dict(n_critic=0), "n_critic"),
-                                          (dict(lambda_gp=-1.0), "lambda_gp")])
+                                          (dict(lambda_gp=-1.0), "lambda_gp"), (dict(gp_chunk_size=0), "gp_chunk_size"),
+                                          (dict(gp_chunk_size=2.5), "gp_chunk_size")])
 def test_bad_settings_name_the_argument(bad, message):
     with pytest.raises(ValueError, match=message):
         _Counting(**bad)
@@ -61,6 +62,25 @@ def test_wgan_gp_objective_adds_the_weighted_penalty():
     penalty = (critic[1].weight.norm() - 1).pow(2)
     torch.testing.assert_close(parts["gp"], penalty.item(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(total.item(), parts["d_adv"] + 10 * penalty.item(), rtol=1e-5, atol=1e-5)
+
+
+def test_chunked_penalty_gives_the_same_critic_gradients():
+    """gp_chunk_size runs the penalty's double backward a few samples at a time: the same
+    value and the same gradients for the critic as the whole batch at once."""
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(16, 1)).double()
+    real, fake = torch.randn(5, 3, 4, 4, dtype=torch.float64), torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    results = []
+    for chunk in (None, 2):
+        critic.zero_grad()
+        model = _Counting(loss="wgan-gp", gp_chunk_size=chunk)
+        torch.manual_seed(1)  # the same interpolation weights
+        total, parts = model.critic_objective(lambda x: critic(x).view(-1), real, fake, critic(real), critic(fake))
+        total.backward()
+        results.append((parts["gp"], [p.grad.clone() for p in critic.parameters()]))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
+    for plain, chunked in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(chunked, plain)
 
 
 def test_init_normal_and_requires_grad():

@@ -39,6 +39,20 @@ def test_train_sample_eval_through_the_cli(tmp_path, capsys, mode):
     assert rows == (5 if mode == "multi" else 4)
 
 
+def test_chunked_gradient_penalty_through_the_cli(tmp_path, capsys):
+    from conftest import assert_cli_fails_in_one_line
+    from gentk.train.checkpoint import model_from_checkpoint
+
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "stargan", *TINY, "--steps", "2", "--gp-chunk-size", "3", "--out", out]) == 0
+    records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    assert all(math.isfinite(r["gp"]) for r in records if "gp" in r)
+    model, _ = model_from_checkpoint(out)
+    assert model.gp_chunk_size == 3  # kept in the checkpoint's config
+    assert_cli_fails_in_one_line(["train", "stargan", *TINY, "--steps", "1", "--gp-chunk-size", "0", "--out", out],
+                                 "gp_chunk_size", capsys)
+
+
 def test_label_tiling_planted():
     x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).view(2, 3, 4, 5)
     c = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0]])

@@ -2,8 +2,8 @@
 losses and gradient penalty), the critic/generator step schedule (``n_critic``), DCGAN's
 N(0, 0.02) initialisation and switching a network's gradients off while the other trains.
 
-A model subclasses :class:`AdversarialModel`, lists ``loss``, ``n_critic`` and ``lambda_gp``
-among its own constructor arguments (the CLI fills constructor arguments by name) and
+A model subclasses :class:`AdversarialModel`, lists ``loss``, ``n_critic``, ``lambda_gp`` and
+``gp_chunk_size`` among its own constructor arguments (the CLI fills constructor arguments by name) and
 implements ``d_step(batch)`` and ``g_step(batch)``, each returning ``{loss name: float}``.
 One trainer step is one critic update; every ``n_critic``-th step also updates the generator.
 """
@@ -19,13 +19,16 @@ _CRITIC_MODE = {"bce": "bce", "lsgan": "lsgan", "hinge": "hinge", "wgan-gp": "wg
 _GENERATOR_MODE = {"bce": "nonsaturating", "lsgan": "lsgan", "hinge": "hinge", "wgan-gp": "wgan"}
 
 
-def check_adversarial(model, loss, n_critic, lambda_gp):
+def check_adversarial(model, loss, n_critic, lambda_gp, gp_chunk_size=None):
     if loss not in ADVERSARIAL_LOSSES:
         raise ValueError(f"{model}: unknown loss {loss!r}; choose one of {', '.join(ADVERSARIAL_LOSSES)}")
     if not isinstance(n_critic, int) or n_critic < 1:
         raise ValueError(f"{model}: n_critic must be a positive integer, got {n_critic!r}")
     if not lambda_gp >= 0:
         raise ValueError(f"{model}: lambda_gp must be >= 0, got {lambda_gp!r}")
+    if gp_chunk_size is not None and (isinstance(gp_chunk_size, bool) or not isinstance(gp_chunk_size, int)
+                                      or gp_chunk_size < 1):
+        raise ValueError(f"{model}: gp_chunk_size must be a positive integer or None, got {gp_chunk_size!r}")
 
 
 def critic_loss(loss, real_logits, fake_logits, *, real_label=1.0, fake_label=0.0):
@@ -39,10 +42,11 @@ def generator_loss(loss, fake_logits):
     return gentk.generator_loss(fake_logits, _GENERATOR_MODE[loss])
 
 
-def gradient_penalty(critic, real, fake):
+def gradient_penalty(critic, real, fake, chunk_size=None):
     """WGAN-GP's penalty; ``critic`` maps images to one value per sample (wrap a
-    conditional critic or a patch map: ``lambda x: D(x, y).flatten(1).sum(1)``)."""
-    return gentk.gradient_penalty(critic, real.detach(), fake.detach(), kind="wgan-gp")
+    conditional critic or a patch map: ``lambda x: D(x, y).flatten(1).sum(1)``).
+    ``chunk_size``: see :func:`gentk.gradient_penalty` (less peak memory)."""
+    return gentk.gradient_penalty(critic, real.detach(), fake.detach(), kind="wgan-gp", chunk_size=chunk_size)
 
 
 def init_normal(module, std=0.02):
@@ -70,10 +74,10 @@ class AdversarialModel(GenerativeModel):
     default_n_critic = 1
     default_lambda_gp = 10.0
 
-    def __init__(self, *, loss, n_critic, lambda_gp, **config):
-        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, **config)
-        check_adversarial(self.name, loss, n_critic, lambda_gp)
-        self.loss, self.n_critic, self.lambda_gp = loss, n_critic, lambda_gp
+    def __init__(self, *, loss, n_critic, lambda_gp, gp_chunk_size=None, **config):
+        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, gp_chunk_size=gp_chunk_size, **config)
+        check_adversarial(self.name, loss, n_critic, lambda_gp, gp_chunk_size)
+        self.loss, self.n_critic, self.lambda_gp, self.gp_chunk_size = loss, n_critic, lambda_gp, gp_chunk_size
         self.critic_steps = 0
 
     @classmethod
@@ -84,6 +88,9 @@ class AdversarialModel(GenerativeModel):
                             help=f"critic updates per generator update (default {cls.default_n_critic})")
         parser.add_argument("--lambda-gp", dest="lambda_gp", type=float, default=cls.default_lambda_gp,
                             help=f"gradient-penalty weight for --loss wgan-gp (default {cls.default_lambda_gp:g})")
+        parser.add_argument("--gp-chunk-size", dest="gp_chunk_size", type=int, default=None,
+                            help="--loss wgan-gp: take the penalty's double backward this many samples at a time "
+                                 "(less peak memory, same penalty; default: the whole batch at once)")
 
     def d_step(self, batch):
         raise NotImplementedError
@@ -109,7 +116,7 @@ class AdversarialModel(GenerativeModel):
         adv = critic_loss(self.loss, real_logits, fake_logits, **labels)
         if self.loss != "wgan-gp" or self.lambda_gp == 0:
             return adv, {"d_adv": adv.item()}
-        gp = gradient_penalty(critic, real, fake)
+        gp = gradient_penalty(critic, real, fake, self.gp_chunk_size)
         return adv + self.lambda_gp * gp, {"d_adv": adv.item(), "gp": gp.item()}
 
     def extra_state(self):

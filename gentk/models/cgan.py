@@ -24,7 +24,8 @@ class CGAN(GAN):
     conditional = True
 
     def __init__(self, arch="conv", noise=100, width=64, classes=10, embed_dim=None, resolution=28, channels=1,
-                 lr=2e-4, lr_g=None, beta1=0.5, beta2=0.999, loss="bce", n_critic=1, lambda_gp=10.0):
+                 lr=2e-4, lr_g=None, beta1=0.5, beta2=0.999, loss="bce", n_critic=1, lambda_gp=10.0,
+                 gp_chunk_size=None):
         if not isinstance(classes, int) or classes < 2:
             raise ValueError(f"cgan: classes must be an integer >= 2, got {classes!r}")
         if embed_dim is not None and embed_dim < 1:
@@ -32,7 +33,7 @@ class CGAN(GAN):
         self.classes, self.embed_dim = classes, embed_dim
         super().__init__(arch=arch, noise=noise, width=width, resolution=resolution, channels=channels, lr=lr,
                          lr_g=lr_g, beta1=beta1, beta2=beta2, loss=loss, n_critic=n_critic, lambda_gp=lambda_gp,
-                         classes=classes, embed_dim=embed_dim)
+                         gp_chunk_size=gp_chunk_size, classes=classes, embed_dim=embed_dim)
 
     @classmethod
     def add_arguments(cls, parser):

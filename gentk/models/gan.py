@@ -26,10 +26,10 @@ class GAN(AdversarialModel):
     default_noise = 100
 
     def __init__(self, arch="conv", noise=100, width=64, resolution=28, channels=1, lr=2e-4, lr_g=None, beta1=0.5,
-                 beta2=0.999, loss="bce", n_critic=1, lambda_gp=10.0, **extra):
+                 beta2=0.999, loss="bce", n_critic=1, lambda_gp=10.0, gp_chunk_size=None, **extra):
         super().__init__(arch=arch, noise=noise, width=width, resolution=resolution, channels=channels, lr=lr,
                          lr_g=lr_g, beta1=beta1, beta2=beta2, loss=loss, n_critic=n_critic, lambda_gp=lambda_gp,
-                         **extra)
+                         gp_chunk_size=gp_chunk_size, **extra)
         check_arch(self.name, arch, resolution)
         if noise < 1:
             raise ValueError(f"{self.name}: noise must be at least 1, got {noise}")

@@ -40,7 +40,7 @@ class InfoGAN(GAN):
 
     def __init__(self, arch="conv", noise=62, categorical=10, continuous=2, lambda_cat=1.0, lambda_cont=0.1,
                  width=64, resolution=28, channels=1, lr=2e-4, lr_g=None, beta1=0.5, beta2=0.999, loss="bce",
-                 n_critic=1, lambda_gp=10.0, info_trains_body=True):
+                 n_critic=1, lambda_gp=10.0, gp_chunk_size=None, info_trains_body=True):
         if not isinstance(categorical, int) or categorical < 2:
             raise ValueError(f"infogan: categorical must be an integer >= 2, got {categorical!r}")
         if not isinstance(continuous, int) or continuous < 0:
@@ -54,8 +54,8 @@ class InfoGAN(GAN):
         self.q_head = None
         super().__init__(arch=arch, noise=noise, width=width, resolution=resolution, channels=channels, lr=lr,
                          lr_g=lr_g, beta1=beta1, beta2=beta2, loss=loss, n_critic=n_critic, lambda_gp=lambda_gp,
-                         categorical=categorical, continuous=continuous, lambda_cat=lambda_cat,
-                         lambda_cont=lambda_cont, info_trains_body=info_trains_body)
+                         gp_chunk_size=gp_chunk_size, categorical=categorical, continuous=continuous,
+                         lambda_cat=lambda_cat, lambda_cont=lambda_cont, info_trains_body=info_trains_body)
 
     @classmethod
     def add_arguments(cls, parser):

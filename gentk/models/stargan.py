@@ -65,13 +65,13 @@ class StarGAN(AdversarialModel):
 
     def __init__(self, channels=3, resolution=28, c_dim=4, label_mode="multi", exclusive=3, width=None,
                  d_width=None, n_blocks=6, d_layers=None, lambda_cls=1.0, lambda_rec=10.0, lr=1e-4,
-                 loss="wgan-gp", n_critic=5, lambda_gp=10.0, n_down=None):
+                 loss="wgan-gp", n_critic=5, lambda_gp=10.0, gp_chunk_size=None, n_down=None):
         width = width or default_width(resolution)
         d_width = d_width or default_width(resolution)
         n_down = n_down or (2 if resolution >= 64 else 1)
-        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, channels=channels,
-                         resolution=resolution, c_dim=c_dim, label_mode=label_mode, exclusive=exclusive,
-                         width=width, d_width=d_width, n_blocks=n_blocks, d_layers=d_layers, lambda_cls=lambda_cls,
+        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, gp_chunk_size=gp_chunk_size,
+                         channels=channels, resolution=resolution, c_dim=c_dim, label_mode=label_mode,
+                         exclusive=exclusive, width=width, d_width=d_width, n_blocks=n_blocks, d_layers=d_layers, lambda_cls=lambda_cls,
                          lambda_rec=lambda_rec, lr=lr, n_down=n_down)
         if label_mode not in LABEL_MODES:
             raise ValueError(f"label_mode must be 'multi' or 'single', got {label_mode!r}")
