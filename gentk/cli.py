@@ -201,7 +201,8 @@ def cmd_train(argv):
             args.batch_size = saved["config"].get("trainer", {}).get("batch_size", args.batch_size)
     _check_data_kind(model_cls, args.data)
     train_data = _load_data(args.data, "train", args.data_root, args.resolution, args.seed, args.download)
-    config = saved["config"]["model"] if saved else _model_config(model_cls, args, train_data)
+    config = model_cls.config_from_checkpoint(saved["config"]["model"]) if saved else \
+        _model_config(model_cls, args, train_data)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.amp == "fp16" and not device.startswith("cuda"):
         raise CommandError("--amp fp16 needs a CUDA device (use --amp bf16 on CPU)")

@@ -53,6 +53,21 @@ def test_chunked_gradient_penalty_through_the_cli(tmp_path, capsys):
                                  "gp_chunk_size", capsys)
 
 
+def test_checkpoints_from_before_n_down_still_load(tmp_path):
+    """Configs written before n_down existed lack it; those runs had two downsamplings."""
+    from gentk.train.checkpoint import atomic_save, list_checkpoints, load, model_from_checkpoint
+
+    out = str(tmp_path / "run")
+    assert cli.main(["train", "stargan", *TINY, "--steps", "1", "--n-down", "2", "--out", out]) == 0
+    _, path = list_checkpoints(os.path.join(out, "checkpoints"))[-1]
+    state = load(path)
+    del state["config"]["model"]["n_down"]
+    atomic_save(state, path)
+    model, _ = model_from_checkpoint(out)
+    assert model.config["n_down"] == 2
+    assert cli.main(["train", "stargan", *TINY, "--steps", "2", "--out", out]) == 0  # resumes
+
+
 def test_label_tiling_planted():
     x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).view(2, 3, 4, 5)
     c = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0]])

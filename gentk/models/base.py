@@ -29,6 +29,12 @@ class GenerativeModel:
         self.amp_dtype = None
         self.scaler = None
 
+    @classmethod
+    def config_from_checkpoint(cls, config):
+        """The constructor arguments for a checkpoint's saved config: a model whose defaults
+        changed fills in, for checkpoints written before, the value they were trained with."""
+        return dict(config)
+
     # --- what each model provides ---------------------------------------------------
     @classmethod
     def add_arguments(cls, parser):

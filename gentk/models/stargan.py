@@ -93,6 +93,12 @@ class StarGAN(AdversarialModel):
         self._cached = None
 
     @classmethod
+    def config_from_checkpoint(cls, config):
+        # checkpoints from before n_down existed were trained with the paper's two downsamplings
+        # at every resolution (every newer config records n_down)
+        return {"n_down": 2, **config}
+
+    @classmethod
     def add_arguments(cls, parser):
         super().add_arguments(parser)
         parser.add_argument("--label-mode", dest="label_mode", choices=LABEL_MODES, default="multi",

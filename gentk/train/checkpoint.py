@@ -130,9 +130,10 @@ def model_from_checkpoint(path, device="cpu"):
 
     state = load(path)
     try:
-        model = models.build(state["model"], **state["config"]["model"])
+        model_cls = models.model_class(state["model"])
     except models.UnknownModel as e:
         raise CheckpointError(f"{resolve(path)}: {e}") from None
+    model = model_cls(**model_cls.config_from_checkpoint(state["config"]["model"]))
     load_networks(model, state)
     model.load_extra_state(state.get("extra", {}))  # counters such as a capacity schedule's step
     return model.to(device), state
