@@ -71,8 +71,8 @@ class StarGAN(AdversarialModel):
         n_down = n_down or (2 if resolution >= 64 else 1)
         super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, gp_chunk_size=gp_chunk_size,
                          channels=channels, resolution=resolution, c_dim=c_dim, label_mode=label_mode,
-                         exclusive=exclusive, width=width, d_width=d_width, n_blocks=n_blocks, d_layers=d_layers, lambda_cls=lambda_cls,
-                         lambda_rec=lambda_rec, lr=lr, n_down=n_down)
+                         exclusive=exclusive, width=width, d_width=d_width, n_blocks=n_blocks, d_layers=d_layers,
+                         lambda_cls=lambda_cls, lambda_rec=lambda_rec, lr=lr, n_down=n_down)
         if label_mode not in LABEL_MODES:
             raise ValueError(f"label_mode must be 'multi' or 'single', got {label_mode!r}")
         if c_dim < 1 or not 0 <= exclusive <= c_dim:
