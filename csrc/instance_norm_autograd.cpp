@@ -3,8 +3,7 @@
 // much as a 1x256x32x32 ResNet block's norm itself; in C++ it costs what eager's does, ~27 and
 // ~115 us (`python -m benchmarks.instance_norm --per-call`). Backward calls
 // gentk::instance_norm_backward; under create_graph=True (a WGAN-GP critic with instance norm)
-// it differentiates the normalization written in ATen ops instead, so that second-order
-// gradients are exact. The Triton twin keeps the Python registration
+// it differentiates ATen's instance norm instead, so that second-order gradients are exact. The Triton twin keeps the Python registration
 // (gentk/ops/registration/instance_norm.py), which does the same.
 #include <optional>
 #include <vector>
@@ -35,31 +34,19 @@ std::optional<at::Tensor> optional_of(const at::Tensor& t) {
   return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
 }
 
-// act((x - mean) / sqrt(var + eps) * weight + bias) in differentiable ATen ops, in float32 (or
-// float64) as the kernels compute. With input statistics mean and var are x's own; otherwise
-// the given per-plane (N, C) values, constants.
+// act(instance_norm(x) * weight + bias) through ATen's own (twice differentiable) instance
+// norm, in float32 (or float64) as the kernels compute. With input statistics they come from
+// x; otherwise from the running statistics the forward normalized with (every row of the
+// saved (N, C) mean and var holds them).
 at::Tensor normalization_in_aten(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                                  const at::Tensor& mean, const at::Tensor& var, bool input_stats, double eps,
                                  int64_t activation, double negative_slope) {
   const at::ScalarType math = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor xm = x.to(math);
-  std::vector<int64_t> spatial, plane_shape = {x.size(0), x.size(1)}, channel_shape = {1, x.size(1)};
-  for (int64_t d = 2; d < x.dim(); ++d) {
-    spatial.push_back(d);
-    plane_shape.push_back(1);
-    channel_shape.push_back(1);
-  }
-  at::Tensor m, v;
-  if (input_stats) {
-    m = xm.mean(spatial, /*keepdim=*/true);
-    v = (xm - m).square().mean(spatial, /*keepdim=*/true);
-  } else {
-    m = mean.to(math).reshape(plane_shape);
-    v = var.to(math).reshape(plane_shape);
-  }
-  at::Tensor y = (xm - m) * (v + eps).rsqrt();
-  if (weight.defined()) y = y * weight.to(math).reshape(channel_shape);
-  if (bias.defined()) y = y + bias.to(math).reshape(channel_shape);
+  const auto in_math = [&](const at::Tensor& t) { return t.defined() ? t.to(math) : t; };
+  const at::Tensor running_mean = input_stats ? at::Tensor() : mean.select(0, 0).to(math);
+  const at::Tensor running_var = input_stats ? at::Tensor() : var.select(0, 0).to(math);
+  at::Tensor y = at::instance_norm(x.to(math), in_math(weight), in_math(bias), running_mean, running_var, input_stats,
+                                   /*momentum=*/0.0, eps, /*cudnn_enabled=*/false);
   if (activation == kActRelu) y = at::relu(y);
   if (activation == kActLeakyRelu) y = at::leaky_relu(y, negative_slope);
   return y.to(x.scalar_type());

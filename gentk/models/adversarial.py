@@ -10,7 +10,7 @@ One trainer step is one critic update; every ``n_critic``-th step also updates t
 from torch import nn
 
 import gentk
-from gentk.models.base import GenerativeModel
+from gentk.models.base import GenerativeModel, host_floats
 
 #: --loss choices: the original minimax with the non-saturating generator, least squares,
 #: hinge, and Wasserstein with the gradient penalty (Gulrajani et al. 2017)
@@ -115,9 +115,9 @@ class AdversarialModel(GenerativeModel):
         (``critic`` as for :func:`gradient_penalty`). Returns (total, {name: float})."""
         adv = critic_loss(self.loss, real_logits, fake_logits, **labels)
         if self.loss != "wgan-gp" or self.lambda_gp == 0:
-            return adv, {"d_adv": adv.item()}
+            return adv, host_floats({"d_adv": adv})
         gp = gradient_penalty(critic, real, fake, self.gp_chunk_size)
-        return adv + self.lambda_gp * gp, {"d_adv": adv.item(), "gp": gp.item()}
+        return adv + self.lambda_gp * gp, host_floats({"d_adv": adv, "gp": gp})
 
     def extra_state(self):
         return {"critic_steps": self.critic_steps}

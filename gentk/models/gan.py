@@ -14,7 +14,7 @@ One trainer step is one critic update on a real batch and as many fakes; every
 import torch
 
 from gentk.models.adversarial import AdversarialModel, generator_loss, set_requires_grad
-from gentk.models.base import first_tensor
+from gentk.models.base import first_tensor, host_floats
 from gentk.models.dcgan_nets import (Discriminator, Generator, check_arch, init_weights, noise_like,
                                      to_image_range, to_model_range)
 
@@ -99,7 +99,7 @@ class GAN(AdversarialModel):
             total, parts = self.critic_objective(lambda x: self.discriminator(x, labels).view(-1), real, fake,
                                                  real_logits.float(), fake_logits.float())
         self.backward_step(total, self.optimizer_d)
-        return {"d_loss": total.item(), **parts}
+        return host_floats({"d_loss": total, **parts})
 
     def g_step(self, batch):
         labels = self.batch_labels(batch)

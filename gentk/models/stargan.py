@@ -167,7 +167,7 @@ class StarGAN(AdversarialModel):
             cls = classification_loss(real_cls, c_org, self.label_mode)
             loss = adv + self.lambda_cls * cls
         self.backward_step(loss, self.opt_d)
-        return {**parts, "d_cls": cls.item()}
+        return host_floats({**parts, "d_cls": cls})
 
     def g_step(self, batch):
         real = to_signed(batch[0])

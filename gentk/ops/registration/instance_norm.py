@@ -4,13 +4,16 @@
 negative_slope, residual) -> (y, mean, var)`` and its backward. Backward recomputes the
 normalized input and the activation's mask from the saved x and the per-plane (mean,
 var): x is the only activation-sized tensor kept. Under ``create_graph=True`` backward
-differentiates the normalization written in torch ops instead, so that second-order
-gradients are exact. The compiled op registers the same autograd in C++
+differentiates the reference (F.instance_norm) instead, so that second-order gradients are
+exact. The compiled op registers the same autograd in C++
 (csrc/instance_norm_autograd.cpp); this one serves the Triton twin.
 """
 import torch
 
+from gentk.ops.reference import instance_norm as reference
+
 ACTIVATION_CODES = {None: 0, "relu": 1, "leaky_relu": 2}
+ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
 
 
 def channels_last_kernel(x):
@@ -42,27 +45,14 @@ def register_fakes(suffix=""):
 
 
 def normalization_in_torch(x, weight, bias, mean, var, input_stats, eps, activation, negative_slope):
-    """act((x - mean) / sqrt(var + eps) * weight + bias) in differentiable torch ops, in the
-    kernels' math dtype. With input statistics mean and var are x's own; otherwise the given
-    per-plane (N, C) values, constants. ``activation`` is the kernels' code."""
-    xm = x.to(math_dtype(x))
-    spatial = tuple(range(2, x.dim()))
-    if input_stats:
-        m = xm.mean(spatial, keepdim=True)
-        v = (xm - m).square().mean(spatial, keepdim=True)
-    else:
-        plane = (x.shape[0], x.shape[1]) + (1,) * len(spatial)
-        m, v = mean.to(xm.dtype).reshape(plane), var.to(xm.dtype).reshape(plane)
-    y = (xm - m) * (v + eps).rsqrt()
-    channel = (1, x.shape[1]) + (1,) * len(spatial)
-    if weight is not None:
-        y = y * weight.to(xm.dtype).reshape(channel)
-    if bias is not None:
-        y = y + bias.to(xm.dtype).reshape(channel)
-    if activation == ACTIVATION_CODES["relu"]:
-        y = torch.relu(y)
-    elif activation == ACTIVATION_CODES["leaky_relu"]:
-        y = torch.nn.functional.leaky_relu(y, negative_slope)
+    """The reference norm + activation (twice differentiable) in the kernels' math dtype. With
+    input statistics they come from x; otherwise from the running statistics the forward
+    normalized with (every row of the saved (N, C) mean and var holds them)."""
+    math = math_dtype(x)
+    in_math = [None if t is None else t.to(math) for t in (weight, bias)]
+    running = (None, None) if input_stats else (mean[0].to(math), var[0].to(math))
+    y = reference.instance_norm(x.to(math), *in_math, *running, use_input_stats=input_stats, eps=eps,
+                                activation=ACTIVATION_NAMES[activation], negative_slope=negative_slope)
     return y.to(x.dtype)
 
 
