@@ -14,6 +14,7 @@ from conftest import assert_cli_fails_in_one_line
 from gentk import cli, metrics
 from gentk.metrics import assignment_accuracy, best_assignment
 from gentk.models import build
+from gentk.models.joint_vae import marginal_kl_uniform
 from gentk.train import make_grid, model_from_checkpoint
 
 FAST = ["--arch", "mlp", "--resolution", "16", "--latent", "3", "--no-progress", "--batch-size", "32"]
@@ -188,6 +189,35 @@ def test_likelihood_terms():
     assert math.isfinite(loss["loss"]) and loss["kl_cont"] == 0.0
 
 
+def test_marginal_kl_is_the_kl_of_the_batch_average_to_the_uniform():
+    logits = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
+    q = logits.softmax(-1).mean(0)
+    got = marginal_kl_uniform(logits)
+    torch.testing.assert_close(got, (q * q.log()).sum() + math.log(5))
+    got.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    balanced = torch.eye(5, dtype=torch.float64).repeat(2, 1) * 50.0  # every category picked equally often
+    assert float(marginal_kl_uniform(balanced)) == pytest.approx(0.0, abs=1e-9)
+    assert float(marginal_kl_uniform(balanced[:1].repeat(10, 1))) == pytest.approx(math.log(5), abs=1e-9)
+
+
+def test_marginal_gamma_adds_the_aggregate_kl_of_every_categorical_latent():
+    x = torch.rand(6, 1, 16, 16)
+    model = _model(categories="4,3", marginal_gamma=7.0)
+    assert model.config["marginal_gamma"] == 7.0
+    torch.manual_seed(0)
+    loss_weighted, *_ = model.losses(x)
+    model.marginal_gamma = 0.0
+    torch.manual_seed(0)  # the same Gumbel noise
+    loss, *_, kl_marginal, _, _ = model.losses(x)
+    model.marginal_gamma = 7.0
+    _, _, logits = model.encode(x)
+    torch.testing.assert_close(kl_marginal, marginal_kl_uniform(logits[0]) + marginal_kl_uniform(logits[1]))
+    torch.testing.assert_close(loss_weighted, loss + 7.0 * kl_marginal)
+    assert 0 < kl_marginal.item() < math.log(4) + math.log(3)
+    assert math.isfinite(model.train_step(x)["kl_marginal"])
+
+
 BAD = [
     (["train", "joint_vae", "--categories", "1"], "joint_vae: categories: every categorical latent needs an integer "
                                                   ">= 2 categories, got '1'"),
@@ -196,6 +226,7 @@ BAD = [
     (["train", "joint_vae", "--latent", "-1"], "joint_vae: latent must be an integer >= 0, got -1"),
     (["train", "joint_vae", "--cont-gamma", "inf"], "joint_vae: cont_gamma must be a finite number, got inf"),
     (["train", "joint_vae", "--disc-capacity", "-1"], "joint_vae: disc_capacity must be >= 0.0, got -1.0"),
+    (["train", "joint_vae", "--marginal-gamma", "-1"], "joint_vae: marginal_gamma must be >= 0.0, got -1.0"),
     (["train", "joint_vae", "--cont-capacity-steps", "0"],
      "joint_vae: cont_capacity_steps must be an integer >= 1, got 0"),
     (["train", "joint_vae", "--latent", "0", "--categories", ""], "the model needs at least one latent"),
