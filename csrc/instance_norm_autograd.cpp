@@ -3,8 +3,9 @@
 // much as a 1x256x32x32 ResNet block's norm itself; in C++ it costs what eager's does, ~27 and
 // ~115 us (`python -m benchmarks.instance_norm --per-call`). Backward calls
 // gentk::instance_norm_backward; under create_graph=True (a WGAN-GP critic with instance norm)
-// it differentiates ATen's instance norm instead, so that second-order gradients are exact. The Triton twin keeps the Python registration
-// (gentk/ops/registration/instance_norm.py), which does the same.
+// it differentiates ATen's instance norm instead, so that second-order gradients are exact. The
+// Triton twin keeps the Python registration (gentk/ops/registration/instance_norm.py), which
+// does the same.
 #include <optional>
 #include <vector>
 

@@ -192,7 +192,8 @@ class JointVAE(GenerativeModel):
         recon = gentk.bernoulli_recon(self.decode(torch.cat(parts, dim=1)), x)
         kl_cont = kl_dims.sum()
         kl_disc = sum(kl_cats) if kl_cats else torch.zeros((), device=x.device)
-        kl_marginal = sum(marginal_kl_uniform(l) for l in logits) if logits else torch.zeros((), device=x.device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(self.marginal_gamma)):  # else only logged
+            kl_marginal = sum(marginal_kl_uniform(l) for l in logits) if logits else torch.zeros((), device=x.device)
         loss = recon + self.cont_gamma * (kl_cont - self.cont_capacity_at()).abs() \
             + self.disc_gamma * (kl_disc - self.disc_capacity_at()).abs()
         if self.marginal_gamma:
