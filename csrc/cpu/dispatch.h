@@ -30,11 +30,31 @@ namespace gentk::cpu {
 
 enum class Isa { kDefault, kAvx2, kAvx512 };
 
+// ATEN_CPU_CAPABILITY=avx512 is honoured by ATen even on a CPU without AVX-512 (AMD EPYC
+// before Zen 4), so the table is also limited to what the CPU can execute: a forced ISA
+// the CPU lacks falls back to the best one it has instead of dying on SIGILL.
+inline bool cpu_runs_avx2() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+inline bool cpu_runs_avx512() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  return cpu_runs_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+
 inline Isa current_isa() {
   static const Isa isa = [] {
     const std::string cap = at::get_cpu_capability();
-    if (cap == "AVX512") return Isa::kAvx512;
-    if (cap == "AVX2") return Isa::kAvx2;
+    if (cap == "AVX512" && cpu_runs_avx512()) return Isa::kAvx512;
+    if ((cap == "AVX512" || cap == "AVX2") && cpu_runs_avx2()) return Isa::kAvx2;
     return Isa::kDefault;
   }();
   return isa;
