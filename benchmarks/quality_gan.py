@@ -47,7 +47,7 @@ def train(name, settings, data, out, seed=0):
     model = build(name, resolution=28, channels=1, **settings["config"])
     trainer = Trainer(model, data, out, steps=settings["steps"], batch_size=settings["batch_size"], seed=seed,
                       log_every=50, sample_every=settings["steps"], checkpoint_every=settings["steps"],
-                      keep_last=1, device="cpu", progress=False, tensorboard=False)
+                      keep_last=1, device="cpu", progress=False, tensorboard=False, overwrite=True)
     running = trainer.fit()
     model.eval()
     return model, running

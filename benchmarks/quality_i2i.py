@@ -50,7 +50,8 @@ def _train(model, data, name, steps, batch_size, seed=0):
     out = os.path.join(RUNS, name)
     resume = out if RESUME and os.path.isdir(os.path.join(out, "checkpoints")) else None
     Trainer(model, data, out, steps=steps, batch_size=batch_size, seed=seed, progress=False, log_every=50,
-            sample_every=steps, checkpoint_every=steps, keep_last=1, tensorboard=False).fit(resume=resume)
+            sample_every=steps, checkpoint_every=steps, keep_last=1, tensorboard=False,
+            overwrite=resume is None).fit(resume=resume)
     model.eval()
     return out
 

@@ -6,21 +6,14 @@
 #include <torch/library.h>
 
 #include "cpu/gaussian.h"
+#include "cpu/widen.h"
 #include "gaussian_checks.h"
 
 namespace gentk {
 namespace {
 
-// The kernels run in float32 or float64; float16 / bfloat16 tensors are widened to
-// float32 for the math (as on GPU) and the results narrowed back.
-at::Tensor widened(const at::Tensor& t) {
-  const auto type = t.scalar_type();
-  return (type == at::kFloat || type == at::kDouble) ? t.contiguous() : t.to(at::kFloat).contiguous();
-}
-
-at::Tensor narrowed(const at::Tensor& t, at::ScalarType type) {
-  return t.defined() && t.scalar_type() != type ? t.to(type) : t;
-}
+using cpu::narrowed;
+using cpu::widened;
 
 const cpu::GaussianKernels& kernels() {
   using namespace cpu;
@@ -111,25 +104,26 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(const std::optional<at::Tensor>&
 
 at::Tensor reparameterize_cpu(const at::Tensor& mu, const at::Tensor& logvar,
                               const std::optional<at::Tensor>& eps, const std::optional<at::Tensor>& seed) {
-  check_gaussian_inputs("reparameterize", mu, logvar, eps, seed, at::kCPU, true);
+  check_gaussian_inputs("reparameterize", "mu", mu, logvar, eps, seed, at::kCPU, true);
   return std::get<0>(forward_cpu(mu, logvar, eps, seed, true, false, false, 1.0));
 }
 
 at::Tensor reparameterize_backward_cpu(const at::Tensor& grad, const at::Tensor& logvar,
                                        const std::optional<at::Tensor>& eps,
                                        const std::optional<at::Tensor>& seed) {
-  check_gaussian_inputs("reparameterize_backward", grad, logvar, eps, seed, at::kCPU, true);
+  check_gaussian_inputs("reparameterize_backward", "grad", grad, logvar, eps, seed, at::kCPU, true);
   return std::get<1>(backward_cpu(grad, std::nullopt, at::Tensor(), logvar, eps, seed, 1.0, false));
 }
 
 at::Tensor gaussian_kl_cpu(const at::Tensor& mu, const at::Tensor& logvar, bool reduce, double scale) {
-  check_gaussian_inputs("gaussian_kl", mu, logvar, std::nullopt, std::nullopt, at::kCPU, false);
+  check_gaussian_inputs("gaussian_kl", "mu", mu, logvar, std::nullopt, std::nullopt, at::kCPU, false);
   return std::get<1>(forward_cpu(mu, logvar, std::nullopt, std::nullopt, false, true, reduce, scale));
 }
 
 std::tuple<at::Tensor, at::Tensor> gaussian_kl_backward_cpu(const at::Tensor& grad, const at::Tensor& mu,
                                                             const at::Tensor& logvar, double scale) {
-  check_gaussian_inputs("gaussian_kl_backward", mu, logvar, std::nullopt, std::nullopt, at::kCPU, false);
+  check_gaussian_inputs("gaussian_kl_backward", "mu", mu, logvar, std::nullopt, std::nullopt, at::kCPU, false);
+  check_kl_grad("gaussian_kl_backward", "grad", grad, mu);
   return backward_cpu(std::nullopt, grad, mu, logvar, std::nullopt, std::nullopt, scale, true);
 }
 
@@ -137,7 +131,7 @@ std::tuple<at::Tensor, at::Tensor> reparameterize_kl_cpu(const at::Tensor& mu, c
                                                          const std::optional<at::Tensor>& eps,
                                                          const std::optional<at::Tensor>& seed, bool reduce,
                                                          double scale) {
-  check_gaussian_inputs("reparameterize_kl", mu, logvar, eps, seed, at::kCPU, true);
+  check_gaussian_inputs("reparameterize_kl", "mu", mu, logvar, eps, seed, at::kCPU, true);
   return forward_cpu(mu, logvar, eps, seed, true, true, reduce, scale);
 }
 
@@ -145,7 +139,9 @@ std::tuple<at::Tensor, at::Tensor> reparameterize_kl_backward_cpu(
     const std::optional<at::Tensor>& grad_z, const at::Tensor& grad_kl, const at::Tensor& mu,
     const at::Tensor& logvar, const std::optional<at::Tensor>& eps, const std::optional<at::Tensor>& seed,
     double scale) {
-  check_gaussian_inputs("reparameterize_kl_backward", mu, logvar, eps, seed, at::kCPU, true);
+  check_gaussian_inputs("reparameterize_kl_backward", "mu", mu, logvar, eps, seed, at::kCPU, true);
+  if (grad_z.has_value()) check_like("reparameterize_kl_backward", "grad_z", *grad_z, "mu", mu, true);
+  check_kl_grad("reparameterize_kl_backward", "grad_kl", grad_kl, mu);
   return backward_cpu(grad_z, grad_kl, mu, logvar, eps, seed, scale, true);
 }
 

@@ -21,10 +21,14 @@
 #include <torch/library.h>
 
 #include "cpu/gumbel.h"
+#include "cpu/widen.h"
 #include "gumbel_checks.h"
 
 namespace gentk {
 namespace {
+
+using cpu::narrowed;
+using cpu::widened;
 
 const cpu::GumbelKernels& kernels() {
   using namespace cpu;
@@ -46,7 +50,7 @@ void set_noise(Args& a, const std::optional<at::Tensor>& gumbels, const std::opt
   a.gumbels = nullptr;
   a.seed = a.stream = 0;
   if (gumbels.has_value()) {
-    *keepalive = gumbels->contiguous();
+    *keepalive = widened(*gumbels);
     a.noise = cpu::GumbelNoise::kGiven;
     a.gumbels = keepalive->data_ptr();
   } else if (seed.has_value()) {
@@ -60,11 +64,11 @@ void set_noise(Args& a, const std::optional<at::Tensor>& gumbels, const std::opt
 at::Tensor gumbel_softmax_cpu(const at::Tensor& logits_in, const std::optional<at::Tensor>& gumbels,
                               const std::optional<at::Tensor>& seed, double tau, bool hard) {
   check_logits("gumbel_softmax", logits_in, at::kCPU);
-  check_gumbel_noise("gumbel_softmax", logits_in, gumbels, seed);
+  check_gumbel_noise("gumbel_softmax", "logits", logits_in, gumbels, seed);
   check_tau("gumbel_softmax", tau);
-  const at::Tensor logits = logits_in.contiguous();
+  const at::Tensor logits = widened(logits_in);
   at::Tensor out = at::empty_like(logits);
-  if (logits.numel() == 0) return out;
+  if (logits.numel() == 0) return narrowed(out, logits_in.scalar_type());
   cpu::GumbelSoftmaxForward a{};
   a.dtype = logits.scalar_type();
   a.rows = rows_of(logits);
@@ -76,7 +80,7 @@ at::Tensor gumbel_softmax_cpu(const at::Tensor& logits_in, const std::optional<a
   a.hard = hard;
   a.out = out.data_ptr();
   kernels().softmax_forward(a);
-  return out;
+  return narrowed(out, logits_in.scalar_type());
 }
 
 at::Tensor gumbel_softmax_backward_cpu(const at::Tensor& grad_in, const std::optional<at::Tensor>& soft_in,
@@ -84,18 +88,12 @@ at::Tensor gumbel_softmax_backward_cpu(const at::Tensor& grad_in, const std::opt
                                        const std::optional<at::Tensor>& gumbels,
                                        const std::optional<at::Tensor>& seed, double tau) {
   const char* op = "gumbel_softmax_backward";
-  TORCH_CHECK(soft_in.has_value() || logits_in.has_value(), "gentk::", op, ": give either soft or logits");
-  const at::Tensor& like = soft_in.has_value() ? *soft_in : *logits_in;
-  check_logits(op, like, at::kCPU);
-  check_like_logits(op, "grad", grad_in, like);
-  if (soft_in.has_value() && logits_in.has_value()) check_like_logits(op, "logits", *logits_in, like);
-  check_gumbel_noise(op, like, gumbels, seed);
-  check_tau(op, tau);
-  const at::Tensor grad = grad_in.contiguous();
-  const at::Tensor soft = soft_in.has_value() ? soft_in->contiguous() : at::Tensor();
-  const at::Tensor logits = soft_in.has_value() ? at::Tensor() : logits_in->contiguous();
+  check_gumbel_softmax_backward(op, grad_in, soft_in, logits_in, gumbels, seed, tau, at::kCPU);
+  const at::Tensor grad = widened(grad_in);
+  const at::Tensor soft = soft_in.has_value() ? widened(*soft_in) : at::Tensor();
+  const at::Tensor logits = soft_in.has_value() ? at::Tensor() : widened(*logits_in);
   at::Tensor grad_logits = at::empty_like(grad);
-  if (grad.numel() == 0) return grad_logits;
+  if (grad.numel() == 0) return narrowed(grad_logits, grad_in.scalar_type());
   cpu::GumbelSoftmaxBackward a{};
   a.dtype = grad.scalar_type();
   a.rows = rows_of(grad);
@@ -108,12 +106,12 @@ at::Tensor gumbel_softmax_backward_cpu(const at::Tensor& grad_in, const std::opt
   a.inv_tau = 1.0 / tau;
   a.grad_logits = grad_logits.data_ptr();
   kernels().softmax_backward(a);
-  return grad_logits;
+  return narrowed(grad_logits, grad_in.scalar_type());
 }
 
 at::Tensor categorical_kl_uniform_cpu(const at::Tensor& logits_in, bool reduce, double scale) {
   check_logits("categorical_kl_uniform", logits_in, at::kCPU);
-  const at::Tensor logits = logits_in.contiguous();
+  const at::Tensor logits = widened(logits_in);
   const auto row_shape = logits.sizes().slice(0, logits.dim() - 1);
   at::Tensor kl = reduce ? at::Tensor() : at::empty(row_shape, logits.options());
   double sum = 0;
@@ -127,18 +125,19 @@ at::Tensor categorical_kl_uniform_cpu(const at::Tensor& logits_in, bool reduce, 
     a.kl_sum = reduce ? &sum : nullptr;
     kernels().kl_forward(a);
   }
-  if (reduce) return at::scalar_tensor(sum * scale, logits.options());
-  return kl;
+  if (reduce) return at::scalar_tensor(sum * scale, logits_in.options());
+  return narrowed(kl, logits_in.scalar_type());
 }
 
 at::Tensor categorical_kl_uniform_backward_cpu(const at::Tensor& grad_in, const at::Tensor& logits_in,
                                                double scale) {
   const char* op = "categorical_kl_uniform_backward";
   check_logits(op, logits_in, at::kCPU);
-  const at::Tensor logits = logits_in.contiguous();
+  check_categorical_kl_grad(op, grad_in, logits_in);
+  const at::Tensor logits = widened(logits_in);
   const auto row_shape = logits.sizes().slice(0, logits.dim() - 1);
   at::Tensor grad_logits = at::empty_like(logits);
-  if (rows_of(logits) == 0) return grad_logits;
+  if (rows_of(logits) == 0) return narrowed(grad_logits, logits_in.scalar_type());
   cpu::CategoricalKlBackward a{};
   a.dtype = logits.scalar_type();
   a.rows = rows_of(logits);
@@ -147,17 +146,15 @@ at::Tensor categorical_kl_uniform_backward_cpu(const at::Tensor& grad_in, const 
   at::Tensor grad;
   // one weight per row (reduce=False), or one value for the reduced KL
   if (grad_in.sizes() == row_shape && logits.dim() > 1) {
-    grad = grad_in.to(logits.scalar_type()).contiguous();
+    grad = widened(grad_in);
     a.grad = grad.data_ptr();
   } else {
-    TORCH_CHECK(grad_in.numel() == 1, "gentk::", op, ": grad must have shape ", row_shape,
-                " (one value per row) or hold one value, got ", grad_in.sizes());
     a.grad = nullptr;
     a.grad_scalar = grad_in.item<double>() * scale;
   }
   a.grad_logits = grad_logits.data_ptr();
   kernels().kl_backward(a);
-  return grad_logits;
+  return narrowed(grad_logits, logits_in.scalar_type());
 }
 
 }  // namespace

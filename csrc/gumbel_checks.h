@@ -8,38 +8,54 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include "checks.h"
+
 namespace gentk {
 
-inline void check_logits(const char* op, const at::Tensor& logits, c10::DeviceType device_type) {
-  TORCH_CHECK(logits.device().type() == device_type, "gentk::", op, ": expected tensors on ",
-              c10::DeviceTypeName(device_type), ", got logits on ", logits.device());
-  TORCH_CHECK(at::isFloatingType(logits.scalar_type()), "gentk::", op, ": logits must be floating point, got ",
-              logits.scalar_type());
-  TORCH_CHECK(logits.dim() >= 1, "gentk::", op, ": logits must have at least one dimension (the categories)");
-}
-
-inline void check_like_logits(const char* op, const char* name, const at::Tensor& t, const at::Tensor& logits) {
-  TORCH_CHECK(t.sizes() == logits.sizes(), "gentk::", op, ": ", name, " must have logits' shape ", logits.sizes(),
-              ", got ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == logits.scalar_type() && t.device() == logits.device(), "gentk::", op, ": ", name,
-              " must match logits' dtype and device");
+// The tensor the op reduces over its last dimension: logits, or the saved soft sample.
+inline void check_logits(const char* op, const at::Tensor& logits, c10::DeviceType device_type,
+                         const char* name = "logits") {
+  check_device_type(op, name, logits, device_type);
+  check_floating(op, name, logits);
+  TORCH_CHECK(logits.dim() >= 1, "gentk::", op, ": ", name, " must have at least one dimension (the categories)");
 }
 
 // Noise: gumbels given, else Philox from seed, else none (no sampling).
-inline void check_gumbel_noise(const char* op, const at::Tensor& logits, const std::optional<at::Tensor>& gumbels,
-                               const std::optional<at::Tensor>& seed) {
+inline void check_gumbel_noise(const char* op, const char* ref_name, const at::Tensor& ref,
+                               const std::optional<at::Tensor>& gumbels, const std::optional<at::Tensor>& seed) {
   if (gumbels.has_value()) {
-    check_like_logits(op, "gumbels", *gumbels, logits);
+    check_like(op, "gumbels", *gumbels, ref_name, ref, true);
   } else if (seed.has_value()) {
-    TORCH_CHECK(seed->scalar_type() == at::kLong && seed->numel() == 2, "gentk::", op,
-                ": seed must be an int64 tensor of two elements (seed, stream)");
-    TORCH_CHECK(seed->device() == logits.device(), "gentk::", op, ": seed is on ", seed->device(),
-                " but logits is on ", logits.device());
+    check_seed(op, *seed, ref_name, ref);
   }
 }
 
 inline void check_tau(const char* op, double tau) {
   TORCH_CHECK(std::isfinite(tau) && tau > 0, "gentk::", op, ": tau must be finite and > 0, got ", tau);
+}
+
+// gumbel_softmax_backward reads the soft sample, or the logits (and noise) to recompute it;
+// returns the one that sets the shape, dtype and device of the others.
+inline const at::Tensor& check_gumbel_softmax_backward(const char* op, const at::Tensor& grad,
+                                                       const std::optional<at::Tensor>& soft,
+                                                       const std::optional<at::Tensor>& logits,
+                                                       const std::optional<at::Tensor>& gumbels,
+                                                       const std::optional<at::Tensor>& seed, double tau,
+                                                       c10::DeviceType device_type) {
+  TORCH_CHECK(soft.has_value() || logits.has_value(), "gentk::", op, ": give either soft or logits");
+  const char* ref_name = soft.has_value() ? "soft" : "logits";
+  const at::Tensor& ref = soft.has_value() ? *soft : *logits;
+  check_logits(op, ref, device_type, ref_name);
+  check_like(op, "grad", grad, ref_name, ref, true);
+  if (soft.has_value() && logits.has_value()) check_like(op, "logits", *logits, ref_name, ref, true);
+  check_gumbel_noise(op, ref_name, ref, gumbels, seed);
+  check_tau(op, tau);
+  return ref;
+}
+
+// categorical_kl_uniform_backward: grad per row (reduce=False) or one value (the reduced KL).
+inline void check_categorical_kl_grad(const char* op, const at::Tensor& grad, const at::Tensor& logits) {
+  check_grad_either(op, "grad", grad, "logits", logits, logits.sizes().slice(0, logits.dim() - 1));
 }
 
 }  // namespace gentk

@@ -16,11 +16,12 @@
 #include <string>
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/from_blob.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/Storage.h>
 #include <torch/library.h>
 
 #include "cpu/instance_norm.h"
@@ -98,8 +99,22 @@ class BufferCache {
   size_t capacity_ = 0;
 };
 
+// A cached buffer as a DataPtr's context: its deleter hands the buffer back to the cache.
+struct CachedBuffer {
+  void* data;
+  size_t size_class;
+};
+
+void give_back(void* context) {
+  const CachedBuffer* b = static_cast<CachedBuffer*>(context);
+  BufferCache::instance().give(b->data, b->size_class);
+  delete b;
+}
+
 // An uninitialized tensor with `like`'s sizes, strides and options (like at::empty_like of
-// a dense tensor), from the buffer cache when it is large.
+// a dense tensor), from the buffer cache when it is large. Its storage is an ordinary
+// resizable one (the user's tensor may be resize_()d or written with out=): growing it
+// moves it to torch's CPU allocator and hands the cached buffer back.
 at::Tensor cached_empty_like(const at::Tensor& like) {
   const size_t bytes = size_t(like.numel()) * like.element_size();
   BufferCache& cache = BufferCache::instance();
@@ -108,12 +123,12 @@ at::Tensor cached_empty_like(const at::Tensor& like) {
   }
   size_t size_class = 0;
   void* p = cache.take(bytes, size_class);
-  return at::from_blob(
-      p, like.sizes(), like.strides(), [size_class](void* q) { BufferCache::instance().give(q, size_class); },
-      like.options());
+  c10::DataPtr data(p, new CachedBuffer{p, size_class}, &give_back, like.device());
+  c10::Storage storage(c10::Storage::use_byte_size_t(), bytes, std::move(data), c10::GetCPUAllocator(),
+                       /*resizable=*/true);
+  return at::empty({0}, like.options()).set_(storage, 0, like.sizes(), like.strides());
 }
 
-at::ScalarType math_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 // float16 / bfloat16 run in float32; the layout the kernel reads is `format`.
 at::Tensor prepared(const at::Tensor& t, at::ScalarType math, at::MemoryFormat format) {
@@ -138,10 +153,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cpu(
     const at::Tensor& x_in, const std::optional<at::Tensor>& weight_in, const std::optional<at::Tensor>& bias_in,
     const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, double eps,
     int64_t activation, double negative_slope, const std::optional<at::Tensor>& residual_in) {
-  check_instance_norm_inputs("instance_norm", x_in, weight_in, bias_in, running_mean, running_var, residual_in,
-                             activation, c10::DeviceType::CPU);
+  check_instance_norm_inputs("instance_norm", x_in, weight_in, bias_in, running_mean, running_var, "residual",
+                             residual_in, activation, c10::DeviceType::CPU);
   const int64_t N = x_in.size(0), C = x_in.size(1), HW = plane_size(x_in);
-  const at::ScalarType math = math_type(x_in.scalar_type());
+  const at::ScalarType math = instance_norm_math_type(x_in);
   const bool channels_last = instance_norm_channels_last(x_in);
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const at::Tensor x = prepared(x_in, math, format);
@@ -194,10 +209,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cpu(
     const std::optional<at::Tensor>& bias_in, const at::Tensor& mean_in, const at::Tensor& var_in, double eps,
     bool input_stats, int64_t activation, double negative_slope) {
   check_instance_norm_inputs("instance_norm_backward", x_in, weight_in, bias_in, std::nullopt, std::nullopt,
-                             grad_y_in, activation, c10::DeviceType::CPU);
+                             "grad_y", grad_y_in, activation, c10::DeviceType::CPU);
   const int64_t N = x_in.size(0), C = x_in.size(1), HW = plane_size(x_in);
-  check_instance_norm_stats("instance_norm_backward", mean_in, var_in, N, C);
-  const at::ScalarType math = math_type(x_in.scalar_type());
+  check_instance_norm_stats("instance_norm_backward", mean_in, var_in, x_in);
+  const at::ScalarType math = instance_norm_math_type(x_in);
   const bool channels_last = instance_norm_channels_last(x_in);
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   const at::Tensor x = prepared(x_in, math, format);

@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include "gentk/instance_norm.h"
+#include "instance_norm_checks.h"
 
 namespace gentk {
 namespace {
@@ -132,6 +133,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_autograd(
     const at::Tensor& x, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
     const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, double eps,
     int64_t activation, double negative_slope, const std::optional<at::Tensor>& residual) {
+  check_running_stats_not_differentiable("instance_norm", running_mean, running_var);
   const variable_list out =
       InstanceNorm::apply(x, weight, bias, running_mean, running_var, eps, activation, negative_slope, residual);
   return {out[0], out[1], out[2]};

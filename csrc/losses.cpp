@@ -16,10 +16,14 @@
 #include <torch/library.h>
 
 #include "cpu/losses.h"
+#include "cpu/widen.h"
 #include "losses_checks.h"
 
 namespace gentk {
 namespace {
+
+using cpu::narrowed;
+using cpu::widened;
 
 const cpu::LossKernels& kernels() {
   using namespace cpu;
@@ -94,7 +98,7 @@ cpu::LossTerm backward_spec(const at::Tensor& grad, const at::Tensor& x, TermSpe
   cpu::LossTerm a = term(x, spec);
   if (target != nullptr) a.target = target->data_ptr();
   if (reduction == 0) {
-    *grad_c = grad.contiguous();
+    *grad_c = widened(grad);
     a.grad_out = grad_c->data_ptr();
     a.grad_scale = scale;
   } else {
@@ -142,16 +146,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> discriminator_loss_with_grad_cpu(
   int red = 0;
   const AdversarialSpec spec = checked_discriminator_args(op, real_in, fake_in, mode, real_label, fake_label,
                                                           reduction, red);
-  const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
+  const at::Tensor real = widened(real_in), fake = widened(fake_in);
+  const at::ScalarType type = real_in.scalar_type();
   at::Tensor grad_real, grad_fake;
   if (red == 0) {
     at::Tensor out = at::empty_like(real);
     forward_term(real, spec.real, nullptr, red, &out, false, 1.0, nullptr, &grad_real);
     forward_term(fake, spec.fake, nullptr, red, &out, true, 1.0, nullptr, &grad_fake);
-    return {out, grad_real, grad_fake};
+    return {narrowed(out, type), narrowed(grad_real, type), narrowed(grad_fake, type)};
   }
   const double loss = forward_pair(real, fake, spec, red, &grad_real, &grad_fake);
-  return {at::scalar_tensor(loss, real.options()), grad_real, grad_fake};
+  return {at::scalar_tensor(loss, real_in.options()), narrowed(grad_real, type), narrowed(grad_fake, type)};
 }
 
 std::tuple<at::Tensor, at::Tensor> generator_loss_with_grad_cpu(const at::Tensor& fake_in, std::string mode,
@@ -160,16 +165,17 @@ std::tuple<at::Tensor, at::Tensor> generator_loss_with_grad_cpu(const at::Tensor
   check_logits(op, "fake_logits", fake_in, at::kCPU);
   const TermSpec spec = generator_spec(op, mode);
   const int red = reduction_code(op, reduction, false);
-  const at::Tensor fake = fake_in.contiguous();
+  const at::Tensor fake = widened(fake_in);
+  const at::ScalarType type = fake_in.scalar_type();
   const double fs = reduction_scale(red, fake);
   at::Tensor grad;
   if (red == 0) {
     at::Tensor out = at::empty_like(fake);
     forward_term(fake, spec, nullptr, red, &out, false, 1.0, nullptr, &grad);
-    return {out, grad};
+    return {narrowed(out, type), narrowed(grad, type)};
   }
   const double s = forward_term(fake, spec, nullptr, red, nullptr, false, 1.0, nullptr, &grad, fs) * fs;
-  return {at::scalar_tensor(s, fake.options()), grad};
+  return {at::scalar_tensor(s, fake_in.options()), narrowed(grad, type)};
 }
 
 std::tuple<at::Tensor, at::Tensor> bernoulli_recon_with_grad_cpu(const at::Tensor& logits, const at::Tensor& target_in,
@@ -178,7 +184,8 @@ std::tuple<at::Tensor, at::Tensor> bernoulli_recon_with_grad_cpu(const at::Tenso
   check_target_pair(op, "logits", logits, target_in);
   const int red = reduction_code(op, reduction, true);
   if (red == 3) check_batched(op, "logits", logits);
-  const at::Tensor x = logits.contiguous(), target = target_in.contiguous();
+  const at::Tensor x = widened(logits), target = widened(target_in);
+  const at::ScalarType type = logits.scalar_type();
   const double scale = reduction_scale(red, x);
   int64_t bad = 0;
   at::Tensor out = red == 0 ? at::empty_like(x) : at::Tensor();
@@ -186,8 +193,8 @@ std::tuple<at::Tensor, at::Tensor> bernoulli_recon_with_grad_cpu(const at::Tenso
   const double s = forward_term(x, {kBce, 0.0}, &target, red, &out, false, 1.0, &bad, &grad, red == 0 ? 1.0 : scale);
   TORCH_CHECK_VALUE(bad == 0, "gentk::", op, ": target must lie in [0, 1] (binary cross-entropy); ", bad,
                     " element(s) lie outside");
-  if (red == 0) return {out, grad};
-  return {at::scalar_tensor(s * scale, x.options()), grad};
+  if (red == 0) return {narrowed(out, type), narrowed(grad, type)};
+  return {at::scalar_tensor(s * scale, logits.options()), narrowed(grad, type)};
 }
 
 at::Tensor discriminator_loss_cpu(const at::Tensor& real_in, const at::Tensor& fake_in, std::string mode,
@@ -196,14 +203,14 @@ at::Tensor discriminator_loss_cpu(const at::Tensor& real_in, const at::Tensor& f
   int red = 0;
   const AdversarialSpec spec = checked_discriminator_args(op, real_in, fake_in, mode, real_label, fake_label,
                                                           reduction, red);
-  const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
+  const at::Tensor real = widened(real_in), fake = widened(fake_in);
   if (red == 0) {
     at::Tensor out = at::empty_like(real);
     forward_term(real, spec.real, nullptr, red, &out, false);
     forward_term(fake, spec.fake, nullptr, red, &out, true);
-    return out;
+    return narrowed(out, real_in.scalar_type());
   }
-  return at::scalar_tensor(forward_pair(real, fake, spec, red), real.options());
+  return at::scalar_tensor(forward_pair(real, fake, spec, red), real_in.options());
 }
 
 std::tuple<at::Tensor, at::Tensor> discriminator_loss_backward_cpu(const at::Tensor& grad,
@@ -215,14 +222,14 @@ std::tuple<at::Tensor, at::Tensor> discriminator_loss_backward_cpu(const at::Ten
   int red = 0;
   const AdversarialSpec spec = checked_discriminator_args(op, real_in, fake_in, mode, real_label, fake_label,
                                                           reduction, red);
-  check_grad(op, grad, real_in, red == 0);
-  const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
+  check_grad(op, "grad", grad, "real_logits", real_in, real_in.sizes(), red == 0);
+  const at::Tensor real = widened(real_in), fake = widened(fake_in);
   at::Tensor grad_c[2], out[2];
   const cpu::LossTerm terms[2] = {
       backward_spec(grad, real, spec.real, nullptr, red, reduction_scale(red, real), &grad_c[0], &out[0]),
       backward_spec(grad, fake, spec.fake, nullptr, red, reduction_scale(red, fake), &grad_c[1], &out[1])};
   kernels().loss_terms(terms, 2);  // each writes its own gradient, so they may share a region
-  return {out[0], out[1]};
+  return {narrowed(out[0], real_in.scalar_type()), narrowed(out[1], real_in.scalar_type())};
 }
 
 at::Tensor generator_loss_cpu(const at::Tensor& fake_in, std::string mode, std::string reduction) {
@@ -230,14 +237,14 @@ at::Tensor generator_loss_cpu(const at::Tensor& fake_in, std::string mode, std::
   check_logits(op, "fake_logits", fake_in, at::kCPU);
   const TermSpec spec = generator_spec(op, mode);
   const int red = reduction_code(op, reduction, false);
-  const at::Tensor fake = fake_in.contiguous();
+  const at::Tensor fake = widened(fake_in);
   if (red == 0) {
     at::Tensor out = at::empty_like(fake);
     forward_term(fake, spec, nullptr, red, &out, false);
-    return out;
+    return narrowed(out, fake_in.scalar_type());
   }
   const double s = forward_term(fake, spec, nullptr, red, nullptr, false) * reduction_scale(red, fake);
-  return at::scalar_tensor(s, fake.options());
+  return at::scalar_tensor(s, fake_in.options());
 }
 
 at::Tensor generator_loss_backward_cpu(const at::Tensor& grad, const at::Tensor& fake_in, std::string mode,
@@ -246,22 +253,22 @@ at::Tensor generator_loss_backward_cpu(const at::Tensor& grad, const at::Tensor&
   check_logits(op, "fake_logits", fake_in, at::kCPU);
   const TermSpec spec = generator_spec(op, mode);
   const int red = reduction_code(op, reduction, false);
-  check_grad(op, grad, fake_in, red == 0);
-  const at::Tensor fake = fake_in.contiguous();
-  return backward_term(grad, fake, spec, nullptr, red, reduction_scale(red, fake));
+  check_grad(op, "grad", grad, "fake_logits", fake_in, fake_in.sizes(), red == 0);
+  const at::Tensor fake = widened(fake_in);
+  return narrowed(backward_term(grad, fake, spec, nullptr, red, reduction_scale(red, fake)), fake_in.scalar_type());
 }
 
 
 at::Tensor target_loss_forward(const char* op, const at::Tensor& x_in, const at::Tensor& target_in, int kind,
                                double weight, int red, bool check_range) {
-  const at::Tensor x = x_in.contiguous(), target = target_in.contiguous();
+  const at::Tensor x = widened(x_in), target = widened(target_in);
   int64_t bad = 0;
   at::Tensor out = red == 0 ? at::empty_like(x) : at::Tensor();
   const double s = forward_term(x, {kind, 0.0}, &target, red, &out, false, weight, check_range ? &bad : nullptr);
   TORCH_CHECK_VALUE(bad == 0, "gentk::", op, ": target must lie in [0, 1] (binary cross-entropy); ", bad,
               " element(s) lie outside");
-  if (red == 0) return out;
-  return at::scalar_tensor(s * weight * reduction_scale(red, x), x.options());
+  if (red == 0) return narrowed(out, x_in.scalar_type());
+  return at::scalar_tensor(s * weight * reduction_scale(red, x), x_in.options());
 }
 
 at::Tensor bernoulli_recon_cpu(const at::Tensor& logits, const at::Tensor& target, std::string reduction) {
@@ -277,9 +284,9 @@ at::Tensor bernoulli_recon_backward_cpu(const at::Tensor& grad, const at::Tensor
   const char* op = "bernoulli_recon_backward";
   check_target_pair(op, "logits", logits, target_in);
   const int red = reduction_code(op, reduction, true);
-  check_grad(op, grad, logits, red == 0);
-  const at::Tensor x = logits.contiguous(), target = target_in.contiguous();
-  return backward_term(grad, x, {kBce, 0.0}, &target, red, reduction_scale(red, x));
+  check_grad(op, "grad", grad, "logits", logits, logits.sizes(), red == 0);
+  const at::Tensor x = widened(logits), target = widened(target_in);
+  return narrowed(backward_term(grad, x, {kBce, 0.0}, &target, red, reduction_scale(red, x)), logits.scalar_type());
 }
 
 at::Tensor l1_loss_cpu(const at::Tensor& input, const at::Tensor& target, double weight, std::string reduction) {
@@ -294,9 +301,10 @@ at::Tensor l1_loss_backward_cpu(const at::Tensor& grad, const at::Tensor& input,
   const char* op = "l1_loss_backward";
   check_target_pair(op, "input", input, target_in);
   const int red = reduction_code(op, reduction, false);
-  check_grad(op, grad, input, red == 0);
-  const at::Tensor x = input.contiguous(), target = target_in.contiguous();
-  return backward_term(grad, x, {kAbs, 0.0}, &target, red, weight * reduction_scale(red, x));
+  check_grad(op, "grad", grad, "input", input, input.sizes(), red == 0);
+  const at::Tensor x = widened(input), target = widened(target_in);
+  return narrowed(backward_term(grad, x, {kAbs, 0.0}, &target, red, weight * reduction_scale(red, x)),
+                  input.scalar_type());
 }
 
 // ---- gradient penalty -------------------------------------------------------------------
@@ -320,8 +328,8 @@ at::Tensor gp_interpolate_cpu(const at::Tensor& real_in, const at::Tensor& fake_
   check_logits(op, "real", real_in, at::kCPU);
   check_like(op, "fake", fake_in, "real", real_in, true);
   check_batched(op, "real", real_in);
-  check_seed(op, seed, real_in);
-  const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
+  check_seed(op, seed, "real", real_in);
+  const at::Tensor real = widened(real_in), fake = widened(fake_in);
   at::Tensor out = at::empty_like(real);
   cpu::RowsOp a = rows_op(real);
   read_seed(seed, &a.seed, &a.stream);
@@ -329,15 +337,15 @@ at::Tensor gp_interpolate_cpu(const at::Tensor& real_in, const at::Tensor& fake_
   a.b = fake.data_ptr();
   a.out = out.data_ptr();
   kernels().interpolate(a);
-  return out;
+  return narrowed(out, real_in.scalar_type());
 }
 
 std::tuple<at::Tensor, at::Tensor> gp_interpolate_backward_cpu(const at::Tensor& grad_in, const at::Tensor& seed) {
   const char* op = "gp_interpolate_backward";
   check_logits(op, "grad", grad_in, at::kCPU);
   check_batched(op, "grad", grad_in);
-  check_seed(op, seed, grad_in);
-  const at::Tensor grad = grad_in.contiguous();
+  check_seed(op, seed, "grad", grad_in);
+  const at::Tensor grad = widened(grad_in);
   at::Tensor grad_real = at::empty_like(grad), grad_fake = at::empty_like(grad);
   cpu::RowsOp a = rows_op(grad);
   read_seed(seed, &a.seed, &a.stream);
@@ -345,7 +353,7 @@ std::tuple<at::Tensor, at::Tensor> gp_interpolate_backward_cpu(const at::Tensor&
   a.out = grad_real.data_ptr();
   a.out2 = grad_fake.data_ptr();
   kernels().interpolate_backward(a);
-  return {grad_real, grad_fake};
+  return {narrowed(grad_real, grad_in.scalar_type()), narrowed(grad_fake, grad_in.scalar_type())};
 }
 
 std::vector<double> row_norms_sq(const at::Tensor& grads) {
@@ -361,7 +369,7 @@ at::Tensor grad_norm_penalty_cpu(const at::Tensor& grads_in, double target, bool
   const char* op = "grad_norm_penalty";
   check_logits(op, "grads", grads_in, at::kCPU);
   check_batched(op, "grads", grads_in);
-  const at::Tensor grads = grads_in.contiguous();
+  const at::Tensor grads = widened(grads_in);
   const std::vector<double> sumsq = row_norms_sq(grads);
   double total = 0;
   for (const double s : sumsq) {
@@ -369,7 +377,7 @@ at::Tensor grad_norm_penalty_cpu(const at::Tensor& grads_in, double target, bool
     total += d;
   }
   const double rows = static_cast<double>(sumsq.size());
-  return at::scalar_tensor(rows > 0 ? total / rows : NAN, grads.options());
+  return at::scalar_tensor(rows > 0 ? total / rows : NAN, grads_in.options());
 }
 
 // d/dg of mean_r (||g_r|| - t)^2 = 2 (1 - t / ||g_r||) g_r / N (0 where g_r = 0); of
@@ -379,8 +387,8 @@ at::Tensor grad_norm_penalty_backward_cpu(const at::Tensor& grad, const at::Tens
   const char* op = "grad_norm_penalty_backward";
   check_logits(op, "grads", grads_in, at::kCPU);
   check_batched(op, "grads", grads_in);
-  check_grad(op, grad, grads_in, false);
-  const at::Tensor grads = grads_in.contiguous();
+  check_grad(op, "grad", grad, "grads", grads_in, grads_in.sizes(), false);
+  const at::Tensor grads = widened(grads_in);
   cpu::RowsOp a = rows_op(grads);
   const double w = a.rows > 0 ? 2.0 * grad.item<double>() / static_cast<double>(a.rows) : 0.0;
   std::vector<double> coef = r1 ? std::vector<double>(static_cast<size_t>(a.rows), w) : row_norms_sq(grads);
@@ -395,7 +403,7 @@ at::Tensor grad_norm_penalty_backward_cpu(const at::Tensor& grad, const at::Tens
   a.coef = coef.data();
   a.out = out.data_ptr();
   kernels().scale_rows(a);
-  return out;
+  return narrowed(out, grads_in.scalar_type());
 }
 
 }  // namespace

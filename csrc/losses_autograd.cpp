@@ -3,7 +3,8 @@
 // on PatchGAN-sized maps. On CPU the adversarial and Bernoulli losses write their
 // elementwise gradient in the forward pass (*_with_grad ops) and backward scales it; on
 // other devices (and for L1, whose gradient is a sign) the op saves its inputs and
-// backward calls the op's backward schema, which recomputes the gradient in one pass. The Triton twins and the gradient-penalty ops keep the Python registration
+// backward calls the op's backward schema, which recomputes the gradient in one pass. The
+// Triton twins and the gradient-penalty ops keep the Python registration
 // (gentk/ops/registration/losses.py), whose formulas these mirror.
 #include <string>
 
@@ -52,10 +53,12 @@ void check_first_order(const char* op) {
               "compiled loss is not supported; compute this loss with gentk.use_backend('torch')");
 }
 
-double scaled_grad_factor(const std::string& reduction, const at::Tensor& x) {
-  if (reduction == "mean") return 1.0 / static_cast<double>(x.numel());
-  if (reduction == "batchsum") return 1.0 / static_cast<double>(x.size(0));
-  return 1.0;
+// The upstream gradient of a reduced loss as a per-element factor. Sizes are read as SymInts:
+// under torch.compile(dynamic=True) they are symbolic, and numel() would throw.
+at::Tensor per_element_upstream(const std::string& reduction, const at::Tensor& grad, const at::Tensor& x) {
+  if (reduction == "mean") return grad.div(c10::Scalar(x.sym_numel()));
+  if (reduction == "batchsum") return grad.div(c10::Scalar(x.sym_size(0)));
+  return grad;
 }
 
 class DiscriminatorLoss : public torch::autograd::Function<DiscriminatorLoss> {
@@ -175,7 +178,7 @@ class BernoulliRecon : public torch::autograd::Function<BernoulliRecon> {
     const at::Tensor grad = grads[0].contiguous();
     at::Tensor grad_logits, grad_target;
     if (ctx->needs_input_grad(0)) grad_logits = op.call(grad, saved[0], saved[1], reduction);
-    if (ctx->needs_input_grad(1)) grad_target = saved[0].mul(grad.mul(-scaled_grad_factor(reduction, saved[0])));
+    if (ctx->needs_input_grad(1)) grad_target = saved[0].mul(per_element_upstream(reduction, grad, saved[0])).neg();
     return {grad_logits, grad_target, at::Tensor(), at::Tensor()};
   }
 };

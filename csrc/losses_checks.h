@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include "checks.h"
 #include "gentk/losses.h"
 
 namespace gentk {
@@ -72,22 +73,8 @@ inline double reduction_scale(int code, const at::Tensor& x) {
 }
 
 inline void check_logits(const char* op, const char* name, const at::Tensor& x, c10::DeviceType device_type) {
-  TORCH_CHECK(x.device().type() == device_type, "gentk::", op, ": expected tensors on ",
-              c10::DeviceTypeName(device_type), ", got ", name, " on ", x.device());
-  TORCH_CHECK(at::isFloatingType(x.scalar_type()), "gentk::", op, ": ", name, " must be floating point, got ",
-              x.scalar_type());
-}
-
-inline void check_like(const char* op, const char* name, const at::Tensor& t, const char* ref_name,
-                       const at::Tensor& ref, bool same_shape) {
-  TORCH_CHECK(t.device() == ref.device(), "gentk::", op, ": ", name, " is on ", t.device(), " but ", ref_name,
-              " is on ", ref.device());
-  TORCH_CHECK(t.scalar_type() == ref.scalar_type(), "gentk::", op, ": ", name, " has dtype ", t.scalar_type(),
-              " but ", ref_name, " has ", ref.scalar_type());
-  if (same_shape) {
-    TORCH_CHECK(t.sizes() == ref.sizes(), "gentk::", op, ": ", name, " must have ", ref_name, "'s shape ",
-                ref.sizes(), ", got ", t.sizes());
-  }
+  check_device_type(op, name, x, device_type);
+  check_floating(op, name, x);
 }
 
 // Real and fake logits pair when their shapes agree apart from the batch dimension
@@ -99,25 +86,6 @@ inline void check_pairing(const char* op, const at::Tensor& real, const at::Tens
   TORCH_CHECK(ok, "gentk::", op, ": real_logits ", real.sizes(), " and fake_logits ", fake.sizes(),
               " cannot pair: they must have the same shape", reduction == 0 ? "" : " apart from the batch dimension",
               reduction == 0 ? " for reduction 'none'" : "");
-}
-
-inline void check_grad(const char* op, const at::Tensor& grad, const at::Tensor& ref, bool per_element) {
-  TORCH_CHECK(grad.device() == ref.device(), "gentk::", op, ": grad is on ", grad.device(), " but the input is on ",
-              ref.device());
-  if (per_element) {
-    TORCH_CHECK(grad.sizes() == ref.sizes(), "gentk::", op, ": grad must have the input's shape ", ref.sizes(),
-                ", got ", grad.sizes());
-  } else {
-    TORCH_CHECK(grad.numel() == 1, "gentk::", op, ": grad of a reduced loss must hold one value, got shape ",
-                grad.sizes());
-  }
-}
-
-inline void check_seed(const char* op, const at::Tensor& seed, const at::Tensor& ref) {
-  TORCH_CHECK(seed.scalar_type() == at::kLong && seed.numel() == 2, "gentk::", op,
-              ": seed must be an int64 tensor of two elements (seed, stream)");
-  TORCH_CHECK(seed.device() == ref.device(), "gentk::", op, ": seed is on ", seed.device(), " but real is on ",
-              ref.device());
 }
 
 inline void check_batched(const char* op, const char* name, const at::Tensor& x) {

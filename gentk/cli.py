@@ -9,13 +9,19 @@
 CKPT is a checkpoint file or a run folder (its newest checkpoint). Errors are one line.
 """
 import argparse
+import errno
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 
+from gentk.data.errors import DataError
+
 EXIT_USAGE = 2
 DEFAULT_EPOCHS = 25
+_INT_MAX = 2**63 - 1  # seeds and sizes end up in int64
 
 
 class CommandError(Exception):
@@ -23,6 +29,14 @@ class CommandError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Every numeric option of gentk is a count, a size, a seed or a weight, so a plain type=int or
+        # type=float (the models' add_arguments included) takes a finite number >= 0; options that need
+        # more (positive, bounded) give their own type or are checked by the model's constructor.
+        self.register("type", int, _natural)
+        self.register("type", float, _nonnegative_float)
+
     def error(self, message):
         raise CommandError(f"{self.prog}: {message}")
 
@@ -40,24 +54,99 @@ def _datasets_help():
     return "; ".join(f"{name}: {desc}" for name, (_, _, desc) in DATASETS.items())
 
 
-def _positive_int(text):
+def _integer(text, minimum, noun):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+    if not minimum <= value <= _INT_MAX:
+        raise argparse.ArgumentTypeError(f"expected {noun}" + (" below 2**63" if value > _INT_MAX else "")
+                                         + f", got {value}")
+    return value
+
+
+def _number(text, minimum, strict, noun):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text} (not a finite number)")
+    if not (value > minimum if strict else value >= minimum):
+        raise argparse.ArgumentTypeError(f"expected {noun}, got {text}")
+    return value
+
+
+def _positive_int(text):
+    return _integer(text, 1, "a positive integer")
+
+
+def _natural(text):
+    return _integer(text, 0, "an integer >= 0")
+
+
+def _threads(text):
+    value, cpus = _positive_int(text), os.cpu_count() or 1
+    if value > cpus:
+        raise argparse.ArgumentTypeError(f"expected at most the {cpus} CPUs of this machine, got {value}")
     return value
 
 
 def _positive_float(text):
+    return _number(text, 0, True, "a positive number")
+
+
+def _nonnegative_float(text):
+    return _number(text, 0, False, "a number >= 0")
+
+
+def _device(text):
+    import torch
+
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA device (or torch was built without "
+                                         f"CUDA); use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return text
+
+
+def _check_output(path, option, folder=True):
+    """Refuse, before anything is written, an output that cannot be created: a folder (or a
+    file's folder) under a file, a file where a folder should be or the reverse, no write access."""
+    if not folder and os.path.isdir(path):
+        raise CommandError(f"{option} {path}: is a folder; name a file")
+    existing = os.path.abspath(path if folder else os.path.dirname(os.path.abspath(path)))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise CommandError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CommandError(f"{option} {path}: {existing} is not writable")
+
+
+class _ModelOptions:
+    """What a model's add_arguments fills. An option its constructor does not take (one a base
+    class adds, such as --gp-chunk-size for a model without it) is not offered: _model_config
+    would drop it, so it is refused as unrecognized instead of silently ignored."""
+
+    def __init__(self, group, accepted):
+        self._group, self._accepted = group, accepted
+
+    def add_argument(self, *flags, **kwargs):
+        dest = argparse.ArgumentParser(add_help=False).add_argument(*flags, **kwargs).dest
+        if dest not in self._accepted:
+            return None
+        if kwargs.get("type") is int and kwargs.get("default") is None:
+            # a size computed when left out (from the resolution): 0 would silently mean "left out"
+            kwargs["type"] = _positive_int
+        return self._group.add_argument(*flags, **kwargs)
 
 
 def _model_class(name):
@@ -84,19 +173,24 @@ def _common_model_parser(prog, description, model_cls):
     p.add_argument("--backend", default="auto", choices=gentk.BACKENDS, help="gentk kernel backend (default auto)")
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
                    help="mixed precision: bf16 autocast, or fp16 with a grad scaler (GPU only)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", type=_device, default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--threads", type=_threads, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice; 1 is faster on a busy machine)")
-    model_cls.add_arguments(p.add_argument_group(f"{model_cls.name} options"))
+    model_cls.add_arguments(_ModelOptions(p.add_argument_group(f"{model_cls.name} options"),
+                                          _constructor_arguments(model_cls)))
     return p
+
+
+def _constructor_arguments(model_cls):
+    import inspect
+
+    return inspect.signature(model_cls.__init__).parameters
 
 
 def _model_config(model_cls, args, data):
     """The model's constructor arguments from the parsed flags and the data's shape."""
-    import inspect
-
-    accepted = inspect.signature(model_cls.__init__).parameters
+    accepted = _constructor_arguments(model_cls)
     config = {k: v for k, v in vars(args).items() if k in accepted and k not in ("self", "lr", "channels",
                                                                                  "resolution")}
     first = data[0]
@@ -109,7 +203,7 @@ def _model_config(model_cls, args, data):
         config["lr"] = args.lr
     labels = data.tensors[1] if hasattr(data, "tensors") and len(data.tensors) > 1 else None
     if "classes" in accepted and labels is not None and not labels.is_floating_point() and labels.dim() == 1:
-        config["classes"] = int(labels.max()) + 1  # conditional models: the data's classes
+        config["classes"] = _class_count(labels, args.data_root or args.data)  # conditional models
     if "train_size" in accepted:  # models that scale a paper's schedule to the data set
         config["train_size"] = len(data)
     if "c_dim" in accepted and isinstance(first, (tuple, list)) and len(first) > 1:
@@ -117,6 +211,19 @@ def _model_config(model_cls, args, data):
     if "total_steps" in accepted and hasattr(args, "epochs"):  # training length (learning-rate schedules)
         config["total_steps"] = args.steps or (args.epochs or DEFAULT_EPOCHS) * max(1, len(data) // args.batch_size)
     return config
+
+
+def _class_count(labels, source):
+    """The classes of integer labels, which must be 0 to K-1 with every class present (a stray
+    label of 100000 would otherwise make a model of 100001 classes)."""
+    if len(labels) == 0 or int(labels.min()) < 0:
+        raise CommandError(f"{source}: class labels must be integers >= 0")
+    counts = labels.bincount()
+    missing = int((counts == 0).sum())
+    if missing:
+        raise CommandError(f"{source}: class labels must run from 0 to K-1 with every class present; they go up "
+                           f"to {len(counts) - 1} but {missing} of those classes have no example")
+    return len(counts)
 
 
 def _load_data(name, split, root, resolution, seed=0, download=False):
@@ -158,7 +265,10 @@ def cmd_train(argv):
     length.add_argument("--epochs", type=_positive_int, default=None, help=f"epochs (default {DEFAULT_EPOCHS})")
     length.add_argument("--steps", type=_positive_int, default=None, help="optimizer steps instead of epochs")
     p.add_argument("--out", default=None, help="output folder (default runs/MODEL)")
-    p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint or run folder")
+    p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint or run folder (its "
+                   "data, batch size, seed, precision and length unless given here)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an --out folder that holds a run: "
+                   "deletes that run's checkpoints, metrics.jsonl, sample grids and TensorBoard events")
     p.add_argument("--log-every", type=_positive_int, default=10, help="steps between metric lines")
     p.add_argument("--sample-every", type=_positive_int, default=None, help="steps between sample grids "
                    "(default: every epoch)")
@@ -170,18 +280,22 @@ def cmd_train(argv):
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv[1:])
+    unset = object()  # parsed again over placeholders: those replaced were given, as --x v or --x=v
+    probe = p.parse_args(argv[1:], argparse.Namespace(**dict.fromkeys(vars(args), unset)))
+    given = {option for option, value in vars(probe).items() if value is not unset}
 
     import torch
 
     import gentk
     from gentk import metrics
-    from gentk.train import CheckpointError, Trainer, distributed_env, seed_everything
+    from gentk.train import CheckpointError, Trainer, distributed_env, end_distributed, seed_everything
     from gentk.train import checkpoint as ckpt
 
     gentk.set_backend(args.backend)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or os.path.join("runs", model_cls.name)
+    _check_output(out, "--out")
     saved = None
     if args.resume:
         try:
@@ -190,15 +304,15 @@ def cmd_train(argv):
             raise CommandError(str(e)) from None
         if saved["model"] != model_cls.name:
             raise CommandError(f"{args.resume}: checkpoint is for model {saved['model']!r}, not {model_cls.name!r}")
-        data_cfg = saved["config"].get("data", {})
-        if "--data" not in argv:
-            args.data = data_cfg.get("name", args.data)
-        if "--data-root" not in argv:
-            args.data_root = data_cfg.get("root", args.data_root)
-        if "--resolution" not in argv:
-            args.resolution = data_cfg.get("resolution", args.resolution)
-        if "--batch-size" not in argv:
-            args.batch_size = saved["config"].get("trainer", {}).get("batch_size", args.batch_size)
+        # what the command line leaves out continues as the run was: its data, batch, seed, target length
+        from_saved = {"data": ("data", "name"), "data_root": ("data", "root"),
+                      "resolution": ("data", "resolution"), "batch_size": ("trainer", "batch_size"),
+                      "seed": ("trainer", "seed"), "amp": ("trainer", "amp")}
+        if not given & {"epochs", "steps"}:
+            from_saved.update(epochs=("trainer", "epochs"), steps=("trainer", "steps"))
+        for option, (section, key) in from_saved.items():
+            if option not in given and key in saved["config"].get(section, {}):
+                setattr(args, option, saved["config"][section][key])
     _check_data_kind(model_cls, args.data)
     train_data = _load_data(args.data, "train", args.data_root, args.resolution, args.seed, args.download)
     config = model_cls.config_from_checkpoint(saved["config"]["model"]) if saved else \
@@ -223,16 +337,14 @@ def cmd_train(argv):
         trainer = Trainer(model, train_data, out, epochs=epochs, steps=args.steps, batch_size=args.batch_size,
                           seed=args.seed, log_every=args.log_every, sample_every=args.sample_every,
                           checkpoint_every=args.checkpoint_every, keep_last=args.keep, amp=args.amp,
-                          device=device, progress=not args.no_progress, config=full_config)
+                          device=device, progress=not args.no_progress, config=full_config,
+                          overwrite=args.overwrite)
         trainer.fit(resume=args.resume)
     except CheckpointError as e:
         raise CommandError(str(e)) from None
     except ValueError as e:
         raise CommandError(str(e)) from None
-    if trainer.world > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+    end_distributed()
     if rank != 0:
         return 0
     print(f"samples: {os.path.join(out, 'samples.png')}  checkpoint: {trainer.last_checkpoint}  "
@@ -274,7 +386,7 @@ def cmd_sample(argv):
                    "have them (infogan) next to the grid, as OUT_<sweep>.png")
     p.add_argument("--out", default=None, help="PNG to write (default RUN/sample_STEP.png)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=_device, default=None)
     p.add_argument("--traverse", action="store_true",
                    help="write latent traversals instead of samples (beta_vae: one row per latent swept over "
                         "+-3 sd; joint_vae: one row per category)")
@@ -283,6 +395,8 @@ def cmd_sample(argv):
                    help="beta_vae: only this latent; joint_vae: the continuous latent swept along the rows "
                         "(default: the one with the most KL in training)")
     args = p.parse_args(argv)
+    if args.out:
+        _check_output(args.out, "--out", folder=False)
     import torch
 
     from gentk.train import save_grid
@@ -359,10 +473,8 @@ def cmd_eval(argv):
     p.add_argument("--n-samples", type=int, default=1000, help="generated images for the sample metrics")
     p.add_argument("--out", default=None, help="JSON file to write (default RUN/eval.json)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=_device, default=None)
     args = p.parse_args(argv)
-    if args.k < 0 or args.n_samples < 0:
-        raise CommandError("gentk eval: --k and --n-samples must be >= 0")
     import torch
 
     from gentk import metrics
@@ -380,11 +492,12 @@ def cmd_eval(argv):
     except CommandError:
         train_data = None  # only a test split: no evaluator classifier, likelihoods still work
     run = _run_dir(ckpt.resolve(args.checkpoint))
+    path = args.out or os.path.join(run, "eval.json")
+    _check_output(path, "--out", folder=False)
     results = metrics.evaluate(model, test_data, train_data=train_data, dataset_key=f"{name}{resolution}",
                                cache_dir=os.path.join(run, "evaluator"), k=args.k, n_samples=args.n_samples,
                                max_examples=args.max_examples, seed=args.seed)
     results = {"step": state["step"], "data": name, **results}
-    path = args.out or os.path.join(run, "eval.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
     _print_metrics(f"{model.name} at step {state['step']} on {name} (test):", results)
@@ -410,8 +523,9 @@ def cmd_profile(argv):
     p.add_argument("--trace", default=None, metavar="FILE", help="write a Chrome trace of the gentk run")
     p.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     args = p.parse_args(argv[1:])
-    if args.warmup < 0:
-        raise CommandError("gentk profile: --warmup must be >= 0")
+    for option, path in (("--trace", args.trace), ("--json", args.json)):
+        if path:
+            _check_output(path, option, folder=False)
     import torch
 
     import gentk
@@ -501,9 +615,9 @@ COMMANDS = {
 
 
 def _usage():
-    lines = ["usage: gentk {train,sample,eval,profile,bench} ...", "",
+    lines = [f"usage: gentk {{{','.join(COMMANDS)}}} ...", "",
              "Train, sample, evaluate and profile gentk's generative models.", "", "commands:"]
-    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines) + "\n\n" + _models_epilog()
 
 
@@ -520,12 +634,25 @@ def main(argv=None):
         return COMMANDS[command][0](argv[1:])
     except CommandError as e:
         message = str(e)
-        print(message if message.startswith("gentk") else f"gentk {command}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        if not message.startswith("gentk"):
+            message = f"gentk {command}: error: {message}"
+    except DataError as e:  # also mid-run, from an image read only when its batch comes
+        message = f"gentk {command}: error: {e}"
+    except OSError as e:  # a read-only folder, a full disk: the file and the reason
+        reason = "disk full (no space left on device)" if e.errno == errno.ENOSPC else e.strerror or str(e)
+        message = f"gentk {command}: error: " + (f"{e.filename}: {reason}" if e.filename else reason)
+    except RuntimeError as e:  # torch's allocators: sizes too large for this machine, from options or data
+        if "can't allocate memory" not in str(e) and type(e).__name__ != "OutOfMemoryError":
+            raise
+        wanted = re.search(r"allocate (\d+) bytes", str(e))
+        what = f"{int(wanted[1]) / 2**30:.3g} GiB asked for" if wanted else str(e).splitlines()[0]
+        message = (f"gentk {command}: error: out of memory ({what}); lower --batch-size, --resolution or the "
+                   f"model's sizes")
     except KeyboardInterrupt:
         print("gentk: interrupted", file=sys.stderr)
         return 130
-
+    print(message, file=sys.stderr)
+    return EXIT_USAGE
 
 if __name__ == "__main__":
     sys.exit(main())

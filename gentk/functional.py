@@ -69,9 +69,25 @@ def _check_eps(fn, eps, mu):
         raise ValueError(f"gentk.{fn}: eps is on {eps.device} but mu is on {mu.device}")
 
 
+def _check_dim(fn, dim):
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"gentk.{fn}: dim must be an int, got {type(dim).__name__}")
+
+
+def _check_generator(fn, generator, device):
+    """Checked on every backend, also where no noise is drawn (eps given)."""
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"gentk.{fn}: generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if torch.device(generator.device).type != device.type:
+        raise ValueError(f"gentk.{fn}: generator is on {generator.device} but the tensors are on {device}")
+
+
 def _check_reduction(fn, reduction, dim, mu):
     if reduction not in REDUCTIONS:
         raise ValueError(f"gentk.{fn}: unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
+    _check_dim(fn, dim)  # whatever the reduction: a bad dim is never ignored
     if reduction == "batchmean":
         if mu.dim() == 0:
             raise ValueError(f"gentk.{fn}: reduction 'batchmean' needs at least one dimension, got a 0-d mu")
@@ -86,14 +102,14 @@ def _kl_scale(reduction, dim, mu):
         return 1.0
     if reduction == "mean":
         return 1.0 / n if n else math.nan
-    rows = n // mu.shape[dim] if mu.shape[dim] else 0  # batchmean: mean over all but `dim`
+    # batchmean: the mean over every dimension but `dim` (of sums that are 0 when `dim` is empty)
+    rows = math.prod([size for i, size in enumerate(mu.shape) if i != dim % mu.dim()])  # a list: dynamo traces it
     return 1.0 / rows if rows else math.nan
 
 
 def _seed(mu, generator):
-    """(seed, stream) for in-kernel Philox noise, drawn from torch's generator."""
-    if generator is not None and torch.device(generator.device).type != mu.device.type:
-        raise ValueError(f"gentk: generator is on {generator.device} but the tensors are on {mu.device}")
+    """(seed, stream) for in-kernel Philox noise, drawn from torch's generator (checked by
+    :func:`_check_generator`)."""
     return torch.randint(
         -(2**63), 2**63 - 1, (2,), dtype=torch.int64, device=mu.device, generator=generator
     )
@@ -107,6 +123,7 @@ def reparameterize(mu, logvar, *, eps=None, generator=None):
     """
     _check_pair("reparameterize", mu, logvar)
     _check_eps("reparameterize", eps, mu)
+    _check_generator("reparameterize", generator, mu.device)
     name = _backend.resolve("gaussian", mu.device)
     if name == "torch":
         return _ref.reparameterize(mu, logvar, eps, generator)
@@ -137,6 +154,7 @@ def reparameterize_kl(mu, logvar, *, eps=None, reduction="batchmean", dim=-1, ge
     _check_pair("reparameterize_kl", mu, logvar)
     _check_eps("reparameterize_kl", eps, mu)
     _check_reduction("reparameterize_kl", reduction, dim, mu)
+    _check_generator("reparameterize_kl", generator, mu.device)
     name = _backend.resolve("gaussian", mu.device)
     if name == "torch":
         return _ref.reparameterize_kl(mu, logvar, eps, reduction, dim, generator)
@@ -157,8 +175,7 @@ def _check_logits(fn, logits, dim):
         raise TypeError(f"gentk.{fn}: logits must be a floating-point tensor, got dtype {logits.dtype}")
     if logits.dim() == 0:
         raise ValueError(f"gentk.{fn}: logits must have at least one dimension (the categories), got a 0-d tensor")
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"gentk.{fn}: dim must be an int, got {type(dim).__name__}")
+    _check_dim(fn, dim)
     if not -logits.dim() <= dim < logits.dim():
         raise IndexError(f"gentk.{fn}: dim {dim} is out of range for logits with {logits.dim()} dimensions")
     if logits.shape[dim] == 0:
@@ -190,6 +207,7 @@ def gumbel_softmax(logits, tau=1.0, hard=False, dim=-1, *, gumbels=None, generat
     """
     _check_logits("gumbel_softmax", logits, dim)
     _check_tau("gumbel_softmax", tau)
+    _check_generator("gumbel_softmax", generator, logits.device)
     if gumbels is not None:
         if not sample:
             raise ValueError("gentk.gumbel_softmax: gumbels given with sample=False; give one or the other")
@@ -253,6 +271,14 @@ def _check_norm_vector(name, t, x, channels):
         raise TypeError(f"gentk.instance_norm: {name} must be a floating-point tensor, got dtype {t.dtype}")
     if t.device != x.device:
         raise ValueError(f"gentk.instance_norm: {name} is on {t.device} but x is on {x.device}")
+    if name in ("weight", "bias"):
+        # as torch's CPU norms: x's dtype, or float32 for float16 / bfloat16 x (mixed precision)
+        mixed = x.dtype in (torch.float16, torch.bfloat16) and t.dtype == torch.float32
+        if t.dtype != x.dtype and not mixed:
+            raise TypeError(f"gentk.instance_norm: {name} is {t.dtype} but x is {x.dtype}")
+    elif t.requires_grad and torch.is_grad_enabled():
+        raise ValueError(f"gentk.instance_norm: {name} requires grad, but running statistics are not "
+                         "differentiable (detach it)")
 
 
 def _check_instance_norm(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps, activation,
@@ -267,6 +293,8 @@ def _check_instance_norm(x, weight, bias, running_mean, running_var, use_input_s
     channels = x.shape[1]
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         _check_norm_vector(name, t, x, channels)
+    if weight is not None and bias is not None and weight.dtype != bias.dtype:
+        raise TypeError(f"{fn}: bias is {bias.dtype} but weight is {weight.dtype}")
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{fn}: give both running_mean and running_var, or neither")
     if not use_input_stats and running_mean is None:
@@ -278,13 +306,13 @@ def _check_instance_norm(x, weight, bias, running_mean, running_var, use_input_s
                 f"{fn}: expected more than 1 spatial element when training, got input size {list(x.shape)} "
                 "(instance statistics over a single value are undefined)"
             )
-    if not isinstance(eps, (int, float)) or not eps > 0 or math.isinf(eps):
+    if not isinstance(eps, (int, float)) or not eps > 0 or eps == math.inf:  # math.isinf breaks torch.compile
         raise ValueError(f"{fn}: eps must be a positive finite number, got {eps!r}")
     if not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
         raise ValueError(f"{fn}: momentum must be a number in [0, 1], got {momentum!r}")
     if activation not in INSTANCE_NORM_ACTIVATIONS:
         raise ValueError(f"{fn}: unknown activation {activation!r}; choose None, 'relu' or 'leaky_relu'")
-    if not isinstance(negative_slope, (int, float)) or math.isnan(negative_slope):
+    if not isinstance(negative_slope, (int, float)) or negative_slope != negative_slope:  # NaN; math.isnan: see eps
         raise ValueError(f"{fn}: negative_slope must be a number, got {negative_slope!r}")
     if residual is not None:
         if not isinstance(residual, torch.Tensor):
@@ -322,10 +350,10 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
         y, _, _ = op(x, weight, bias, running_mean, running_var, float(eps), code, float(negative_slope), residual)
         return y
     y, mean, var = op(x, weight, bias, None, None, float(eps), code, float(negative_slope), residual)
-    if running_mean is not None:
+    spatial = math.prod(x.shape[2:])
+    if running_mean is not None and spatial > 0:  # torch leaves the statistics alone for empty planes
         with torch.no_grad():
-            spatial = math.prod(x.shape[2:])
-            unbiased = var * (spatial / (spatial - 1)) if spatial > 1 else var
+            unbiased = var * (spatial / (spatial - 1))
             running_mean.mul_(1 - momentum).add_(mean.mean(0).to(running_mean.dtype), alpha=momentum)
             running_var.mul_(1 - momentum).add_(unbiased.mean(0).to(running_var.dtype), alpha=momentum)
     return y
@@ -356,8 +384,11 @@ def _check_choice(fn, what, value, choices):
         raise ValueError(f"gentk.{fn}: unknown {what} {value!r}; choose one of {', '.join(choices)}")
 
 
-def _check_unit_interval(fn, name, value):
-    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+def _check_label(fn, name, value, mode):
+    # checked in every mode (wgan and hinge ignore labels, but a string is still a mistake)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"gentk.{fn}: {name} must be a real number, got {type(value).__name__}")
+    if mode == "bce" and not 0.0 <= value <= 1.0:
         raise ValueError(f"gentk.{fn}: {name} must lie in [0, 1] for mode 'bce', got {value!r}")
 
 
@@ -395,9 +426,8 @@ def discriminator_loss(real_logits, fake_logits, mode, *, real_label=1.0, fake_l
     _check_like(fn, "fake_logits", fake_logits, "real_logits", real_logits, same_shape=False)
     _check_choice(fn, "mode", mode, _loss_ref.DISCRIMINATOR_MODES)
     _check_choice(fn, "reduction", reduction, LOSS_REDUCTIONS)
-    if mode == "bce":
-        _check_unit_interval(fn, "real_label", real_label)
-        _check_unit_interval(fn, "fake_label", fake_label)
+    _check_label(fn, "real_label", real_label, mode)
+    _check_label(fn, "fake_label", fake_label, mode)
     _check_pairing(fn, real_logits, fake_logits, reduction)
     name = _backend.resolve("losses", real_logits.device)
     if name == "torch":
@@ -490,6 +520,7 @@ def gradient_penalty(critic, real, fake=None, *, kind="wgan-gp", target=1.0, gen
         raise TypeError(f"gentk.{fn}: critic must be callable, got {type(critic).__name__}")
     _check_choice(fn, "kind", kind, GRADIENT_PENALTIES)
     _check_tensor(fn, "real", real)
+    _check_generator(fn, generator, real.device)
     if real.dim() == 0:
         raise ValueError(f"gentk.{fn}: real needs a batch dimension, got a 0-d tensor")
     if kind == "wgan-gp":

@@ -10,7 +10,6 @@ import os
 import sys
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gentk import data  # noqa: E402
 from gentk.models import build  # noqa: E402
 from gentk.models.base import GenerativeModel, first_tensor  # noqa: E402
-from gentk.train import Trainer, distributed_env, seed_everything  # noqa: E402
+from gentk.train import Trainer, distributed_env, end_distributed, seed_everything  # noqa: E402
 
 
 class ToyAutoencoder(GenerativeModel):
@@ -54,7 +53,7 @@ def params(model):
 
 
 def main(out):
-    rank, world = distributed_env()
+    rank, _ = distributed_env()
     train = data.digits("train", 16)
     toy = ToyAutoencoder()
     Trainer(toy, train, os.path.join(out, "toy"), steps=6, batch_size=32, progress=False).fit()
@@ -63,8 +62,7 @@ def main(out):
     vae = build("vae", arch="mlp", resolution=16, latent=4)
     Trainer(vae, train, os.path.join(out, "vae"), steps=4, batch_size=32, progress=False).fit()
     torch.save(params(vae), os.path.join(out, f"vae_rank{rank}.pt"))
-    if world > 1:
-        dist.destroy_process_group()
+    end_distributed()
 
 
 if __name__ == "__main__":

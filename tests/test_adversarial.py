@@ -3,7 +3,6 @@ import pytest
 import torch
 from torch import nn
 
-import gentk
 from gentk.models.adversarial import (ADVERSARIAL_LOSSES, AdversarialModel, critic_loss, generator_loss,
                                       init_normal, set_requires_grad)
 

@@ -128,12 +128,12 @@ def test_profile_runs(tmp_path, capsys):
 
 BAD = [
     (["train", "beta_vae", "--variant", "C"], "invalid choice: 'C'"),
-    (["train", "beta_vae", "--gamma", "-1"], "beta_vae: gamma must be > 0.0, got -1.0"),
-    (["train", "beta_vae", "--beta", "nan"], "beta_vae: beta must be a finite number, got nan"),
-    (["train", "beta_vae", "--c-max", "-2"], "beta_vae: c_max must be >= 0.0, got -2.0"),
-    (["train", "beta_vae", "--c-stop", "0"], "beta_vae: c_stop must be an integer >= 1, got 0"),
+    (["train", "beta_vae", "--gamma", "-1"], "argument --gamma: expected a number >= 0, got -1"),
+    (["train", "beta_vae", "--beta", "nan"], "argument --beta: expected a number >= 0, got nan (not a finite"),
+    (["train", "beta_vae", "--c-max", "-2"], "argument --c-max: expected a number >= 0, got -2"),
+    (["train", "beta_vae", "--c-stop", "0"], "argument --c-stop: expected a positive integer, got 0"),
     (["train", "beta_vae", "--latent", "0"], "beta_vae: latent must be an integer >= 1, got 0"),
-    (["train", "beta_vae", "--c-stop", "many"], "--c-stop: invalid int value: 'many'"),
+    (["train", "beta_vae", "--c-stop", "many"], "--c-stop: expected a positive integer, got 'many'"),
     (["profile", "beta_vae", "--gamma", "0"], "beta_vae: gamma must be > 0.0, got 0.0"),
 ]
 

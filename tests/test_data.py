@@ -17,7 +17,7 @@ if not os.path.isdir(SHARED_MNIST):
 
 
 def write_idx(path, array, gz=False):
-    codes = {np.dtype(np.uint8): 0x08}
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
     header = bytes([0, 0, codes[array.dtype], array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     payload = header + array.tobytes()
     with (gzip.open if gz else open)(path, "wb") as f:
@@ -59,6 +59,34 @@ def test_mnist_malformed(tmp_path):
         data.mnist(tmp_path / "nope", "train")
     with pytest.raises(DataError, match="needs a directory"):
         data.load("mnist")
+
+
+def test_mnist_bad_contents(tmp_path):
+    labels = np.zeros(4, dtype=np.uint8)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", labels)
+    images = np.full((4, 6, 6), 0.5, dtype=">f4")
+    images[2, 1, 3] = np.nan
+    write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: image 2 has NaN or infinite pixels"):
+        data.mnist(tmp_path, "train")
+    images[2, 1, 3] = np.inf
+    write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    with pytest.raises(DataError, match="image 2 has NaN"):
+        data.mnist(tmp_path, "train")
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((4, 6, 6), dtype=np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 1, -1, 2], dtype=np.int8))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: labels must be integers >= 0"):
+        data.mnist(tmp_path, "train")
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((0, 6, 6), dtype=np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(0, dtype=np.uint8))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: holds no pixels"):
+        data.mnist(tmp_path, "train")
+
+
+@pytest.mark.parametrize("name", ["digits", "digits-edges", "digits-thickness", "digits-colour"])
+def test_embedded_sets_name_a_too_small_resolution(name):
+    with pytest.raises(DataError, match=rf"--resolution: data set '{name}' needs a resolution of at least 8, got 4"):
+        data.load(name, resolution=4)
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_MNIST), reason="shared MNIST test set not present")
@@ -122,7 +150,7 @@ def test_aligned_folder(tmp_path):
         data.AlignedFolder(tmp_path, "test")
     (tmp_path / "train" / "2.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"2\.png: cannot read image"):
-        data.AlignedFolder(tmp_path, "train", 4)[2]
+        data.AlignedFolder(tmp_path, "train", 4)  # when the set is made, not when its batch comes
 
 
 def test_unaligned_folders(tmp_path):
@@ -136,6 +164,9 @@ def test_unaligned_folders(tmp_path):
     os.makedirs(tmp_path / "testA")
     with pytest.raises(DataError, match=r"testA: no images found \(expected ROOT/testA/"):
         data.UnalignedFolders(tmp_path, "test")
+    (tmp_path / "trainB" / "empty.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"trainB/empty\.png: cannot read image"):
+        data.UnalignedFolders(tmp_path, "train")
 
 
 def test_attribute_images(tmp_path):
@@ -159,6 +190,12 @@ def test_attribute_images(tmp_path):
     (tmp_path / "list_attr_celeba.txt").write_text("1\nA B\n000000.jpg 1 yes\n")
     with pytest.raises(DataError, match="line 3"):
         data.AttributeImages(tmp_path)
+    (tmp_path / "list_attr_celeba.txt").write_text("0\nA B\n")
+    with pytest.raises(DataError, match="list_attr_celeba.txt: lists no images"):
+        data.AttributeImages(tmp_path)
+    (tmp_path / "list_attr_celeba.txt").write_text("2\nA B\n000000.jpg 1 -1\n000009.jpg 1 -1\n")
+    with pytest.raises(DataError, match=r"000009\.jpg: cannot read image"):  # a listed image that is missing
+        data.AttributeImages(tmp_path, ["A"])
     with pytest.raises(DataError, match=r"list_attr_celeba.txt: attribute list not found"):
         data.AttributeImages(tmp_path / "nowhere")
 

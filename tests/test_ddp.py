@@ -37,5 +37,7 @@ def test_ddp_two_processes_match_one(tmp_path):
     assert any((initial[n] - single[n]).abs().max() > 1e-3 for n in single)
     # only rank 0 wrote checkpoints and logs
     assert sorted(os.listdir(two / "toy" / "checkpoints")) == ["step_00000006.pt"]
-    saved = torch.load(two / "toy" / "checkpoints" / "step_00000006.pt", weights_only=True)
+    from gentk.train import checkpoint as ckpt
+
+    saved = ckpt.load(two / "toy" / "checkpoints" / "step_00000006.pt")
     assert saved["world_size"] == 2 and len(saved["rng"]) == 2

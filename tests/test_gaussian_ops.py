@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import gentk
-from gentk.ops.reference import gaussian as ref
 from conftest import assert_every_isa_agrees
 
 pytestmark = pytest.mark.skipif(not gentk.extension_available(), reason="gentk._C not built")

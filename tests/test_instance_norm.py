@@ -285,5 +285,5 @@ def test_op_checks_its_arguments():
         torch.ops.gentk.instance_norm(x, torch.ones(2), None, None, None, 1e-5, 0, 0.01, None)
     with pytest.raises(RuntimeError, match="activation must be 0"):
         torch.ops.gentk.instance_norm(x, None, None, None, None, 1e-5, 7, 0.01, None)
-    with pytest.raises(RuntimeError, match="mean and var must have shape"):
+    with pytest.raises(RuntimeError, match="mean must have shape"):
         torch.ops.gentk.instance_norm_backward(x, x, None, None, torch.zeros(3), torch.ones(3), 1e-5, True, 0, 0.01)

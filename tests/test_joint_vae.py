@@ -61,7 +61,9 @@ def test_trains_evaluates_and_traverses_through_the_cli(tmp_path, capsys):
         assert img.size == (grid.shape[1] * scale, grid.shape[0] * scale)
     capsys.readouterr()
     assert cli.main(["sample", out, "--traverse", "--traverse-dim", "-1"]) == 2
-    assert "--traverse-dim: dim must be a continuous latent dimension in [0, 3), got -1" in capsys.readouterr().err
+    assert "argument --traverse-dim: expected an integer >= 0, got -1" in capsys.readouterr().err
+    assert cli.main(["sample", out, "--traverse", "--traverse-dim", "3"]) == 2
+    assert "--traverse-dim: dim must be a continuous latent dimension in [0, 3), got 3" in capsys.readouterr().err
     assert cli.main(["sample", out, "--n", "4", "--out", png]) == 0
 
     assert cli.main(["train", "joint_vae", "--steps", "7", "--resume", out, "--out", out, "--no-progress",
@@ -223,12 +225,12 @@ BAD = [
                                                   ">= 2 categories, got '1'"),
     (["train", "joint_vae", "--categories", "ten"], "joint_vae: categories must be comma-separated integers"),
     (["train", "joint_vae", "--tau", "0"], "joint_vae: tau must be > 0.0, got 0.0"),
-    (["train", "joint_vae", "--latent", "-1"], "joint_vae: latent must be an integer >= 0, got -1"),
-    (["train", "joint_vae", "--cont-gamma", "inf"], "joint_vae: cont_gamma must be a finite number, got inf"),
-    (["train", "joint_vae", "--disc-capacity", "-1"], "joint_vae: disc_capacity must be >= 0.0, got -1.0"),
-    (["train", "joint_vae", "--marginal-gamma", "-1"], "joint_vae: marginal_gamma must be >= 0.0, got -1.0"),
+    (["train", "joint_vae", "--latent", "-1"], "argument --latent: expected an integer >= 0, got -1"),
+    (["train", "joint_vae", "--cont-gamma", "inf"], "argument --cont-gamma: expected a number >= 0, got inf"),
+    (["train", "joint_vae", "--disc-capacity", "-1"], "argument --disc-capacity: expected a number >= 0, got -1"),
+    (["train", "joint_vae", "--marginal-gamma", "-1"], "argument --marginal-gamma: expected a number >= 0, got -1"),
     (["train", "joint_vae", "--cont-capacity-steps", "0"],
-     "joint_vae: cont_capacity_steps must be an integer >= 1, got 0"),
+     "argument --cont-capacity-steps: expected a positive integer, got 0"),
     (["train", "joint_vae", "--latent", "0", "--categories", ""], "the model needs at least one latent"),
     (["sample", "/nonexistent", "--traverse"], "no such checkpoint file"),
 ]

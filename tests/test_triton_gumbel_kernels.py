@@ -192,11 +192,11 @@ def test_argument_checks():
         ops.gumbel_softmax_triton(x.long(), None, s, 1.0, False)
     with pytest.raises(RuntimeError, match="seed must be an int64 tensor of two elements"):
         ops.gumbel_softmax_triton(x, None, s[:1], 1.0, False)
-    with pytest.raises(RuntimeError, match="gumbels must have logits' shape"):
+    with pytest.raises(RuntimeError, match="gumbels must have logits's shape"):
         ops.gumbel_softmax_triton(x, x[:1], None, 1.0, False)
     with pytest.raises(RuntimeError, match="give either soft or logits"):
         ops.gumbel_softmax_backward_triton(x, None, None, None, s, 1.0)
-    with pytest.raises(RuntimeError, match="grad must have logits' shape"):
+    with pytest.raises(RuntimeError, match="grad must have logits's shape"):
         ops.gumbel_softmax_backward_triton(x[:1], None, x, None, s, 1.0)
     with pytest.raises(RuntimeError, match="grad must have shape"):
         ops.categorical_kl_uniform_backward_triton(x[:2, 0], x, 1.0)

@@ -11,7 +11,7 @@ import torch
 triton = pytest.importorskip("triton")
 
 import gentk  # noqa: E402
-import gentk.ops.triton.instance_norm as tin  # noqa: E402  (registers the *_triton ops)
+import gentk.ops.triton.instance_norm  # noqa: E402,F401  (registers the *_triton ops)
 from gentk.ops.reference import instance_norm as ref  # noqa: E402
 from gentk.ops.triton.gaussian import INTERPRETED  # noqa: E402
 

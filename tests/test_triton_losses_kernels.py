@@ -36,18 +36,18 @@ def _cpp(t):
 CALLS = [
     ("discriminator_loss", lambda r, f, t: (r, f, "bce", 0.9, 0.1, "mean")),
     ("discriminator_loss", lambda r, f, t: (r, f, "hinge", 1.0, 0.0, "none")),
-    ("discriminator_loss_backward", lambda r, f, t: (torch.tensor(2.0, device=DEVICE), r, f, "lsgan", 1.0, 0.0, "sum")),
+    ("discriminator_loss_backward", lambda r, f, t: (r.new_tensor(2.0), r, f, "lsgan", 1.0, 0.0, "sum")),
     ("generator_loss", lambda r, f, t: (f, "wgan", "mean")),
     ("generator_loss_backward", lambda r, f, t: (torch.ones_like(f), f, "bce", "none")),
     ("bernoulli_recon", lambda r, f, t: (r, t, "batchsum")),
-    ("bernoulli_recon_backward", lambda r, f, t: (torch.tensor(0.5, device=DEVICE), r, t, "mean")),
+    ("bernoulli_recon_backward", lambda r, f, t: (r.new_tensor(0.5), r, t, "mean")),
     ("l1_loss", lambda r, f, t: (r, f, 100.0, "sum")),
-    ("l1_loss_backward", lambda r, f, t: (torch.tensor(1.0, device=DEVICE), r, f, 100.0, "mean")),
+    ("l1_loss_backward", lambda r, f, t: (r.new_tensor(1.0), r, f, 100.0, "mean")),
     ("gp_interpolate", lambda r, f, t: (r, f, SEED.to(DEVICE))),
     ("gp_interpolate_backward", lambda r, f, t: (r, SEED.to(DEVICE))),
     ("grad_norm_penalty", lambda r, f, t: (r, 1.0, False)),
-    ("grad_norm_penalty_backward", lambda r, f, t: (torch.tensor(3.0, device=DEVICE), r, 0.5, False)),
-    ("grad_norm_penalty_backward", lambda r, f, t: (torch.tensor(3.0, device=DEVICE), r, 0.5, True)),
+    ("grad_norm_penalty_backward", lambda r, f, t: (r.new_tensor(3.0), r, 0.5, False)),
+    ("grad_norm_penalty_backward", lambda r, f, t: (r.new_tensor(3.0), r, 0.5, True)),
 ]
 
 

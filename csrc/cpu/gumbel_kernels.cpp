@@ -190,9 +190,11 @@ inline void softmax_columns(T* col, int K, T inv_tau) {
   for (int j = 0; j < K; ++j) (V::loadu(col + j * W) * r).store(col + j * W);
 }
 
-// In place: columns of s -> one-hot of the first maximum per lane.
+// In place: columns of s -> one-hot of the first maximum per lane. A lane whose soft
+// sample is NaN (a NaN in s, or a maximum of s * inv_tau at +-inf) comes out all NaN, as the
+// reference's straight-through y_hard - y + y does.
 template <class T>
-inline void one_hot_columns(T* col, int K) {
+inline void one_hot_columns(T* col, int K, T inv_tau) {
   using V = Vectorized<T>;
   constexpr int W = V::size();
   V m = V::loadu(col);
@@ -200,10 +202,13 @@ inline void one_hot_columns(T* col, int K) {
   for (int j = 1; j < K; ++j) {
     const V c = V::loadu(col + j * W);
     idx = V::blendv(idx, V(static_cast<T>(j)), c > m);  // strictly greater: the first maximum wins
-    m = at::vec::maximum(m, c);
+    m = at::vec::maximum(m, c);  // propagates NaN
   }
-  const V zero(T(0)), one(T(1));
-  for (int j = 0; j < K; ++j) V::blendv(zero, one, idx == V(static_cast<T>(j))).store(col + j * W);
+  const V finite = (m * V(inv_tau)).abs() < V(std::numeric_limits<T>::infinity());
+  const V zero(T(0)), one(T(1)), nan(std::numeric_limits<T>::quiet_NaN());
+  for (int j = 0; j < K; ++j) {
+    V::blendv(nan, V::blendv(zero, one, idx == V(static_cast<T>(j))), finite).store(col + j * W);
+  }
 }
 
 template <class T>
@@ -219,7 +224,7 @@ void softmax_forward_columns(const GumbelSoftmaxForward& a, int64_t r0, int64_t 
     const int nr = static_cast<int>(std::min<int64_t>(W, r1 - r));
     perturbed.fill(r * K, static_cast<int64_t>(nr) * K, t.flat);
     to_columns(t.flat, nr, K, T(0), t.a);
-    if (hard) one_hot_columns(t.a, K); else softmax_columns(t.a, K, inv_tau);
+    if (hard) one_hot_columns(t.a, K, inv_tau); else softmax_columns(t.a, K, inv_tau);
     from_columns(t.a, nr, K, out + r * K);
   }
 }
@@ -377,11 +382,12 @@ void softmax_forward_rows(const GumbelSoftmaxForward& a, int64_t r0, int64_t r1)
   for (int64_t r = r0; r < r1; ++r) {
     T* y = out + r * K;
     perturbed.fill(r * K, K, y);
-    if (a.hard) {
+    if (a.hard) {  // a NaN soft sample gives a NaN row, as in one_hot_columns
       const T m = row_max(y, K);
+      const bool nan = !std::isfinite(m * inv_tau) || std::any_of(y, y + K, [](T v) { return v != v; });
       const int64_t first = std::find(y, y + K, m) - y;
-      std::fill(y, y + K, T(0));
-      y[first] = T(1);
+      std::fill(y, y + K, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
+      if (!nan) y[first] = T(1);
     } else {
       softmax_row(y, K, inv_tau);
     }

@@ -39,7 +39,8 @@ inline Vectorized<T> activate_vec(const Vectorized<T>& v, const Vectorized<T>& s
 template <int ACT, class T>
 inline Vectorized<T> activation_grad_vec(const Vectorized<T>& g, const Vectorized<T>& pre,
                                          const Vectorized<T>& slope) {
-  if constexpr (ACT == kActRelu) return Vectorized<T>::blendv(Vectorized<T>(T(0)), g, pre > Vectorized<T>(T(0)));
+  // as torch's relu: the gradient passes unless the output is <= 0 (a NaN passes it)
+  if constexpr (ACT == kActRelu) return Vectorized<T>::blendv(g, Vectorized<T>(T(0)), pre <= Vectorized<T>(T(0)));
   else if constexpr (ACT == kActLeakyRelu) return Vectorized<T>::blendv(g * slope, g, pre > Vectorized<T>(T(0)));
   else return g;
 }
@@ -80,6 +81,16 @@ void run_stats(const T* p, int64_t n, double& mean_out, double& m2_out) {
   for (int64_t i = 2 * steps * W; i < n; ++i) welford_merge<double>(m, q, count, double(p[i] - origin), 0.0, 1.0);
   mean_out = double(origin) + m;
   m2_out = q;
+}
+
+// An infinite scale (an infinite weight) normalizes as torch does, x * scale + (bias - mean *
+// scale), so that the output is NaN, +inf and -inf where torch's is; finite scales keep the
+// centred form (x - mean) * scale + bias, exact for planes far from 0.
+template <class T>
+inline void uncentre_if_infinite(T& mean, T scale, T& bias) {
+  if (std::isfinite(scale)) return;
+  bias = bias - mean * scale;
+  mean = T(0);
 }
 
 // y = act((x - mean) * scale + bias) [+ residual] over n contiguous values. Centring
@@ -128,7 +139,8 @@ void forward_contiguous(const InstanceNormForward& a) {
         v = var[c];
       }
       const T scale = (weight != nullptr ? weight[c] : T(1)) * inv_std(v, eps);
-      const T shift = bias != nullptr ? bias[c] : T(0);
+      T shift = bias != nullptr ? bias[c] : T(0);
+      uncentre_if_infinite(m, scale, shift);
       normalize_run<ACT>(xp, residual != nullptr ? residual + p * HW : nullptr, y + p * HW, HW, V(m), V(scale),
                          V(shift), slope);
     }
@@ -192,7 +204,7 @@ void forward_channels_last(const InstanceNormForward& a) {
   std::vector<T> bias_of(C);
   for (int64_t c = 0; c < C; ++c) bias_of[c] = bias != nullptr ? bias[c] : T(0);
   auto run_group = [&](int64_t n0, int64_t gn) {
-    std::vector<T> partial(compute ? gn * chunks * 2 * C : 0), shift_of(gn * C), scale_of(gn * C);
+    std::vector<T> partial(compute ? gn * chunks * 2 * C : 0), shift_of(gn * C), scale_of(gn * C), bias_nl(gn * C);
     if (compute) {
       at::parallel_for(int64_t{0}, gn * chunks, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
@@ -243,6 +255,10 @@ void forward_channels_last(const InstanceNormForward& a) {
         store(load(m + c, cnt), shift_of.data() + nl * C + c, cnt);
         store(w / (load(v + c, cnt) + eps).sqrt(), scale_of.data() + nl * C + c, cnt);
       }
+      for (int64_t c = 0; c < C; ++c) {
+        bias_nl[nl * C + c] = bias_of[c];
+        uncentre_if_infinite(shift_of[nl * C + c], scale_of[nl * C + c], bias_nl[nl * C + c]);
+      }
     }
     at::parallel_for(int64_t{0}, gn * chunks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
@@ -252,7 +268,7 @@ void forward_channels_last(const InstanceNormForward& a) {
         const int64_t r0 = k * rows, r1 = std::min(HW, r0 + rows);
         const T* const ms = shift_of.data() + nl * C;
         const T* const ss = scale_of.data() + nl * C;
-        const T* const bs = bias_of.data();
+        const T* const bs = bias_nl.data() + nl * C;
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t offset = ((n0 + nl) * HW + r) * C;
           const T* row = x + offset;

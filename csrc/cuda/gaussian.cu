@@ -456,26 +456,27 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(const char* op, const std::opti
 
 at::Tensor reparameterize_cuda(const at::Tensor& mu, const at::Tensor& logvar, const std::optional<at::Tensor>& eps,
                                const std::optional<at::Tensor>& seed) {
-  check_gaussian_inputs("reparameterize", mu, logvar, eps, seed, at::kCUDA, true);
+  check_gaussian_inputs("reparameterize", "mu", mu, logvar, eps, seed, at::kCUDA, true);
   return std::get<0>(forward_cuda(mu, logvar, eps, seed, true, false, false, 1.0));
 }
 
 at::Tensor reparameterize_backward_cuda(const at::Tensor& grad, const at::Tensor& logvar,
                                         const std::optional<at::Tensor>& eps,
                                         const std::optional<at::Tensor>& seed) {
-  check_gaussian_inputs("reparameterize_backward", grad, logvar, eps, seed, at::kCUDA, true);
+  check_gaussian_inputs("reparameterize_backward", "grad", grad, logvar, eps, seed, at::kCUDA, true);
   return std::get<1>(
       backward_cuda("reparameterize_backward", grad, std::nullopt, at::Tensor(), logvar, eps, seed, 1.0, false));
 }
 
 at::Tensor gaussian_kl_cuda(const at::Tensor& mu, const at::Tensor& logvar, bool reduce, double scale) {
-  check_gaussian_inputs("gaussian_kl", mu, logvar, std::nullopt, std::nullopt, at::kCUDA, false);
+  check_gaussian_inputs("gaussian_kl", "mu", mu, logvar, std::nullopt, std::nullopt, at::kCUDA, false);
   return std::get<1>(forward_cuda(mu, logvar, std::nullopt, std::nullopt, false, true, reduce, scale));
 }
 
 std::tuple<at::Tensor, at::Tensor> gaussian_kl_backward_cuda(const at::Tensor& grad, const at::Tensor& mu,
                                                              const at::Tensor& logvar, double scale) {
-  check_gaussian_inputs("gaussian_kl_backward", mu, logvar, std::nullopt, std::nullopt, at::kCUDA, false);
+  check_gaussian_inputs("gaussian_kl_backward", "mu", mu, logvar, std::nullopt, std::nullopt, at::kCUDA, false);
+  check_kl_grad("gaussian_kl_backward", "grad", grad, mu);
   return backward_cuda("gaussian_kl_backward", std::nullopt, grad, mu, logvar, std::nullopt, std::nullopt, scale,
                        true);
 }
@@ -484,7 +485,7 @@ std::tuple<at::Tensor, at::Tensor> reparameterize_kl_cuda(const at::Tensor& mu, 
                                                           const std::optional<at::Tensor>& eps,
                                                           const std::optional<at::Tensor>& seed, bool reduce,
                                                           double scale) {
-  check_gaussian_inputs("reparameterize_kl", mu, logvar, eps, seed, at::kCUDA, true);
+  check_gaussian_inputs("reparameterize_kl", "mu", mu, logvar, eps, seed, at::kCUDA, true);
   return forward_cuda(mu, logvar, eps, seed, true, true, reduce, scale);
 }
 
@@ -492,7 +493,9 @@ std::tuple<at::Tensor, at::Tensor> reparameterize_kl_backward_cuda(
     const std::optional<at::Tensor>& grad_z, const at::Tensor& grad_kl, const at::Tensor& mu,
     const at::Tensor& logvar, const std::optional<at::Tensor>& eps, const std::optional<at::Tensor>& seed,
     double scale) {
-  check_gaussian_inputs("reparameterize_kl_backward", mu, logvar, eps, seed, at::kCUDA, true);
+  check_gaussian_inputs("reparameterize_kl_backward", "mu", mu, logvar, eps, seed, at::kCUDA, true);
+  if (grad_z.has_value()) check_like("reparameterize_kl_backward", "grad_z", *grad_z, "mu", mu, true);
+  check_kl_grad("reparameterize_kl_backward", "grad_kl", grad_kl, mu);
   return backward_cuda("reparameterize_kl_backward", grad_z, grad_kl, mu, logvar, eps, seed, scale, true);
 }
 

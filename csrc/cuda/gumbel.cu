@@ -399,7 +399,7 @@ at::Tensor gumbel_softmax_cuda(const at::Tensor& logits_in, const std::optional<
                                const std::optional<at::Tensor>& seed, double tau, bool hard) {
   const char* op = "gumbel_softmax";
   check_logits(op, logits_in, at::kCUDA);
-  check_gumbel_noise(op, logits_in, gumbels, seed);
+  check_gumbel_noise(op, "logits", logits_in, gumbels, seed);
   check_tau(op, tau);
   const c10::cuda::CUDAGuard guard(logits_in.device());
   const at::Tensor logits = logits_in.contiguous();
@@ -436,13 +436,7 @@ at::Tensor gumbel_softmax_backward_cuda(const at::Tensor& grad_in, const std::op
                                         const std::optional<at::Tensor>& gumbels,
                                         const std::optional<at::Tensor>& seed, double tau) {
   const char* op = "gumbel_softmax_backward";
-  TORCH_CHECK(soft_in.has_value() || logits_in.has_value(), "gentk::", op, ": give either soft or logits");
-  const at::Tensor& like = soft_in.has_value() ? *soft_in : *logits_in;
-  check_logits(op, like, at::kCUDA);
-  check_like_logits(op, "grad", grad_in, like);
-  if (soft_in.has_value() && logits_in.has_value()) check_like_logits(op, "logits", *logits_in, like);
-  check_gumbel_noise(op, like, gumbels, seed);
-  check_tau(op, tau);
+  check_gumbel_softmax_backward(op, grad_in, soft_in, logits_in, gumbels, seed, tau, at::kCUDA);
   const c10::cuda::CUDAGuard guard(grad_in.device());
   const at::Tensor grad = grad_in.contiguous();
   const at::Tensor soft = soft_in.has_value() ? soft_in->contiguous() : at::Tensor();
@@ -522,6 +516,7 @@ at::Tensor categorical_kl_uniform_cuda(const at::Tensor& logits_in, bool reduce,
 at::Tensor categorical_kl_uniform_backward_cuda(const at::Tensor& grad_in, const at::Tensor& logits_in, double scale) {
   const char* op = "categorical_kl_uniform_backward";
   check_logits(op, logits_in, at::kCUDA);
+  check_categorical_kl_grad(op, grad_in, logits_in);
   const c10::cuda::CUDAGuard guard(logits_in.device());
   const at::Tensor logits = logits_in.contiguous();
   const auto row_shape = logits.sizes().slice(0, logits.dim() - 1);
@@ -530,11 +525,7 @@ at::Tensor categorical_kl_uniform_backward_cuda(const at::Tensor& grad_in, const
   if (rows == 0) return grad_logits;
   const int K = checked_cols(op, logits);
   const bool per_row = grad_in.sizes() == row_shape && logits.dim() > 1;
-  TORCH_CHECK(per_row || grad_in.numel() == 1, "gentk::", op, ": grad must have shape ", row_shape,
-              " (one value per row) or hold one value, got ", grad_in.sizes());
-  TORCH_CHECK(grad_in.device() == logits.device(), "gentk::", op, ": grad is on ", grad_in.device(),
-              " but logits is on ", logits.device());
-  const at::Tensor grad = grad_in.to(logits.scalar_type()).contiguous();  // read on the device, never the host
+  const at::Tensor grad = grad_in.contiguous();  // read on the device, never the host
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, logits.scalar_type(), "gentk_categorical_kl_bwd_cuda",
                                   [&] {
     dispatch_group(K, [&](auto tpr) {

@@ -158,7 +158,6 @@ __global__ void __launch_bounds__(kThreads) instance_norm_backward_kernel(const 
   }
 }
 
-at::ScalarType math_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
 
 at::Tensor as_math(const std::optional<at::Tensor>& t, at::ScalarType math) {
   return t.has_value() ? t->to(math).contiguous() : at::Tensor();
@@ -201,11 +200,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_cuda(
     const at::Tensor& x_in, const std::optional<at::Tensor>& weight_in, const std::optional<at::Tensor>& bias_in,
     const std::optional<at::Tensor>& running_mean_in, const std::optional<at::Tensor>& running_var_in, double eps,
     int64_t activation, double negative_slope, const std::optional<at::Tensor>& residual_in) {
-  check_instance_norm_inputs("instance_norm", x_in, weight_in, bias_in, running_mean_in, running_var_in,
+  check_instance_norm_inputs("instance_norm", x_in, weight_in, bias_in, running_mean_in, running_var_in, "residual",
                              residual_in, activation, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const Layout l = layout_of(x_in);
-  const at::ScalarType math = math_type(x_in.scalar_type());
+  const at::ScalarType math = instance_norm_math_type(x_in);
   const at::Tensor x = x_in.contiguous(l.format);
   const at::Tensor weight = as_math(weight_in, math), bias = as_math(bias_in, math);
   const at::Tensor running_mean = as_math(running_mean_in, math), running_var = as_math(running_var_in, math);
@@ -257,11 +256,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> instance_norm_backward_cuda(
     const std::optional<at::Tensor>& bias_in, const at::Tensor& mean_in, const at::Tensor& var_in, double eps,
     bool input_stats, int64_t activation, double negative_slope) {
   check_instance_norm_inputs("instance_norm_backward", x_in, weight_in, bias_in, std::nullopt, std::nullopt,
-                             grad_y_in, activation, c10::DeviceType::CUDA);
+                             "grad_y", grad_y_in, activation, c10::DeviceType::CUDA);
   const c10::cuda::CUDAGuard guard(x_in.device());
   const Layout l = layout_of(x_in);
-  check_instance_norm_stats("instance_norm_backward", mean_in, var_in, l.N, l.C);
-  const at::ScalarType math = math_type(x_in.scalar_type());
+  check_instance_norm_stats("instance_norm_backward", mean_in, var_in, x_in);
+  const at::ScalarType math = instance_norm_math_type(x_in);
   const at::Tensor x = x_in.contiguous(l.format);
   const at::Tensor grad_y = grad_y_in.contiguous(l.format);
   const at::Tensor weight = as_math(weight_in, math), bias = as_math(bias_in, math);

@@ -255,7 +255,7 @@ std::tuple<at::Tensor, at::Tensor> discriminator_loss_backward_cuda(const at::Te
   const AdversarialSpec spec = discriminator_spec(op, mode, real_label, fake_label);
   const int red = reduction_code(op, reduction, false);
   check_pairing(op, real_in, fake_in, red);
-  check_grad(op, grad, real_in, red == 0);
+  check_grad(op, "grad", grad, "real_logits", real_in, real_in.sizes(), red == 0);
   const c10::cuda::CUDAGuard guard(real_in.device());
   const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous();
   return {term_grad(grad, real, spec.real, nullptr, red, reduction_scale(red, real)),
@@ -284,7 +284,7 @@ at::Tensor generator_loss_backward_cuda(const at::Tensor& grad, const at::Tensor
   check_logits(op, "fake_logits", fake_in, at::kCUDA);
   const TermSpec spec = generator_spec(op, mode);
   const int red = reduction_code(op, reduction, false);
-  check_grad(op, grad, fake_in, red == 0);
+  check_grad(op, "grad", grad, "fake_logits", fake_in, fake_in.sizes(), red == 0);
   const c10::cuda::CUDAGuard guard(fake_in.device());
   const at::Tensor fake = fake_in.contiguous();
   return term_grad(grad, fake, spec, nullptr, red, reduction_scale(red, fake));
@@ -318,7 +318,7 @@ at::Tensor bernoulli_recon_backward_cuda(const at::Tensor& grad, const at::Tenso
   check_logits(op, "logits", logits, at::kCUDA);
   check_like(op, "target", target_in, "logits", logits, true);
   const int red = reduction_code(op, reduction, true);
-  check_grad(op, grad, logits, red == 0);
+  check_grad(op, "grad", grad, "logits", logits, logits.sizes(), red == 0);
   const c10::cuda::CUDAGuard guard(logits.device());
   const at::Tensor x = logits.contiguous(), target = target_in.contiguous();
   return term_grad(grad, x, {kBce, 0.0}, &target, red, reduction_scale(red, x));
@@ -338,7 +338,7 @@ at::Tensor l1_loss_backward_cuda(const at::Tensor& grad, const at::Tensor& input
   check_logits(op, "input", input, at::kCUDA);
   check_like(op, "target", target_in, "input", input, true);
   const int red = reduction_code(op, reduction, false);
-  check_grad(op, grad, input, red == 0);
+  check_grad(op, "grad", grad, "input", input, input.sizes(), red == 0);
   const c10::cuda::CUDAGuard guard(input.device());
   const at::Tensor x = input.contiguous(), target = target_in.contiguous();
   return term_grad(grad, x, {kAbs, 0.0}, &target, red, weight * reduction_scale(red, x));
@@ -435,7 +435,7 @@ at::Tensor gp_interpolate_cuda(const at::Tensor& real_in, const at::Tensor& fake
   check_logits(op, "real", real_in, at::kCUDA);
   check_like(op, "fake", fake_in, "real", real_in, true);
   check_batched(op, "real", real_in);
-  check_seed(op, seed_in, real_in);
+  check_seed(op, seed_in, "real", real_in);
   const c10::cuda::CUDAGuard guard(real_in.device());
   const at::Tensor real = real_in.contiguous(), fake = fake_in.contiguous(), seed = seed_in.contiguous();
   at::Tensor out = at::empty_like(real);
@@ -454,7 +454,7 @@ std::tuple<at::Tensor, at::Tensor> gp_interpolate_backward_cuda(const at::Tensor
   const char* op = "gp_interpolate_backward";
   check_logits(op, "grad", grad_in, at::kCUDA);
   check_batched(op, "grad", grad_in);
-  check_seed(op, seed_in, grad_in);
+  check_seed(op, seed_in, "grad", grad_in);
   const c10::cuda::CUDAGuard guard(grad_in.device());
   const at::Tensor grad = grad_in.contiguous(), seed = seed_in.contiguous();
   at::Tensor grad_real = at::empty_like(grad), grad_fake = at::empty_like(grad);
@@ -504,7 +504,7 @@ at::Tensor grad_norm_penalty_backward_cuda(const at::Tensor& grad_in, const at::
   const char* op = "grad_norm_penalty_backward";
   check_logits(op, "grads", grads_in, at::kCUDA);
   check_batched(op, "grads", grads_in);
-  check_grad(op, grad_in, grads_in, false);
+  check_grad(op, "grad", grad_in, "grads", grads_in, grads_in.sizes(), false);
   const c10::cuda::CUDAGuard guard(grads_in.device());
   const at::Tensor grads = grads_in.contiguous();
   const at::Tensor grad = grad_in.to(grads.scalar_type()).contiguous();

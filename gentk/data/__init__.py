@@ -4,7 +4,7 @@
 individual loaders are importable too. Every loader raises :class:`DataError` naming the
 path and the expected layout when data is missing or malformed.
 """
-from gentk.data.digits import digits
+from gentk.data.digits import MIN_RESOLUTION, digits
 from gentk.data.errors import DataError
 from gentk.data.folders import STARGAN_ATTRIBUTES, AlignedFolder, AttributeImages, UnalignedFolders, read_attribute_list
 from gentk.data.mnist import mnist, read_idx
@@ -30,6 +30,9 @@ def load(name, split="train", root=None, resolution=28, seed=0, channels=None, a
         raise DataError(name, "unknown data set", "one of " + ", ".join(DATASETS))
     if DATASETS[name][1] and root is None:
         raise DataError("--data-root", f"data set {name!r} needs a directory: {DATASETS[name][2]}")
+    if not DATASETS[name][1] and resolution < MIN_RESOLUTION:  # the embedded sets: 8x8 digits scaled up
+        raise DataError("--resolution", f"data set {name!r} needs a resolution of at least {MIN_RESOLUTION}, "
+                                        f"got {resolution}")
     if name == "digits":
         return digits(split, resolution, seed)
     if name == "mnist":

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 TEST_FRACTION = 0.2
+MIN_RESOLUTION = 8  # the digits' own size
 
 
 @functools.lru_cache(maxsize=4)
@@ -32,8 +33,8 @@ def digits(split="train", resolution=28, seed=0):
     """TensorDataset of (image [1, R, R] in [0, 1], label) for split 'train' or 'test'."""
     if split not in ("train", "test"):
         raise ValueError(f"gentk.data.digits: split must be 'train' or 'test', got {split!r}")
-    if not isinstance(resolution, int) or resolution < 8:
-        raise ValueError(f"gentk.data.digits: resolution must be an int >= 8, got {resolution!r}")
+    if not isinstance(resolution, int) or resolution < MIN_RESOLUTION:
+        raise ValueError(f"gentk.data.digits: resolution must be an int >= {MIN_RESOLUTION}, got {resolution!r}")
     images, labels = _digits_tensors(resolution, seed)
     n_test = int(len(images) * TEST_FRACTION)
     if split == "test":

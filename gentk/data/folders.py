@@ -31,17 +31,33 @@ def list_images(folder, layout):
                    if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
     if not files:
         raise DataError(folder, "no images found", layout)
+    check_images(files)
     return files
 
 
-def open_image(path, channels):
+def check_images(files):
+    """Fail now, naming the file, on one that is missing or is no image (only its header is
+    read: a file damaged further in is named when its batch reads it)."""
+    for path in files:
+        with _open(path):
+            pass
+
+
+def _open(path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            return img.convert("L" if channels == 1 else "RGB")
+        return Image.open(path)
     except (OSError, UnidentifiedImageError) as e:
         raise DataError(path, f"cannot read image: {e}") from None
+
+
+def open_image(path, channels):
+    with _open(path) as img:
+        try:
+            return img.convert("L" if channels == 1 else "RGB")
+        except OSError as e:
+            raise DataError(path, f"cannot read image: {e}") from None
 
 
 def to_tensor(img, size):
@@ -115,6 +131,8 @@ def read_attribute_list(path, selected=None):
         raise DataError(path, "first line must be the image count, second the attribute names", ATTR_LAYOUT)
     names = lines[1]
     rows = lines[2:]
+    if not rows:
+        raise DataError(path, "lists no images", ATTR_LAYOUT)
     if int(lines[0][0]) != len(rows):
         raise DataError(path, f"header says {lines[0][0]} images but {len(rows)} rows follow", ATTR_LAYOUT)
     selected = list(selected) if selected else list(names)
@@ -146,6 +164,7 @@ class AttributeImages(Dataset):
                 break
         else:
             raise DataError(root, f"image {self.files[0]} (first in the list) not found", ATTR_LAYOUT)
+        check_images([os.path.join(self.image_dir, f) for f in self.files])
         self.size, self.channels = size, channels
 
     def __len__(self):

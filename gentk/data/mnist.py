@@ -73,9 +73,16 @@ def mnist(root, split="train", resolution=28, download=False):
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3:
         raise DataError(images_path, f"images must be 3-d (count, rows, cols), got shape {images.shape}")
+    if len(images) == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+        raise DataError(images_path, f"holds no pixels: shape {images.shape}")
     if labels.ndim != 1 or len(labels) != len(images):
         raise DataError(labels_path, f"labels must be 1-d with one label per image ({len(images)}), "
                                      f"got shape {labels.shape}")
+    if labels.dtype.kind not in "iu" or labels.min() < 0:
+        raise DataError(labels_path, "labels must be integers >= 0")
+    finite = np.isfinite(images).reshape(len(images), -1).all(1)
+    if not finite.all():
+        raise DataError(images_path, f"image {int(np.argmin(finite))} has NaN or infinite pixels")
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     if x.shape[-1] != resolution or x.shape[-2] != resolution:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,

@@ -1,6 +1,5 @@
 """gentk modules: drop-in layers, fused blocks and losses on gentk's kernels."""
 from gentk.nn.instance_norm import (
-    FusedActivation,
     InstanceNorm2d,
     InstanceNormAct2d,
     ResidualBlock,
@@ -12,7 +11,6 @@ from gentk.nn.losses import BernoulliRecon, DiscriminatorLoss, GeneratorLoss, Gr
 __all__ = [
     "BernoulliRecon",
     "DiscriminatorLoss",
-    "FusedActivation",
     "GeneratorLoss",
     "GradientPenalty",
     "InstanceNorm2d",

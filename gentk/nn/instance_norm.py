@@ -24,17 +24,24 @@ class InstanceNorm2d(nn.InstanceNorm2d):
     activation = None
     negative_slope = 0.01
 
-    def _apply_instance_norm(self, input, residual=None):
+    def _apply_instance_norm(self, input, residual=None, activation=None, negative_slope=None):
+        """activation None: this module's own (InstanceNormAct2d's, or none)."""
+        if activation is None:
+            activation, negative_slope = self.activation, self.negative_slope
         return F_gentk.instance_norm(
             input, self.weight, self.bias, self.running_mean, self.running_var,
             use_input_stats=self.training or not self.track_running_stats,
             momentum=self.momentum if self.momentum is not None else 0.0,
-            eps=self.eps, activation=self.activation, negative_slope=self.negative_slope, residual=residual,
+            eps=self.eps, activation=activation, negative_slope=negative_slope, residual=residual,
         )
 
     def forward(self, input, residual=None):
         if residual is None:
             return super().forward(input)  # torch's checks, then _apply_instance_norm
+        return self._checked_forward(input, residual)
+
+    def _checked_forward(self, input, residual=None, activation=None, negative_slope=None):
+        """forward with torch's checks written out, for a residual or an activation fused by patch."""
         self._check_input_dim(input)
         if input.size(input.dim() - 3) != self.num_features and self.affine:
             raise ValueError(
@@ -42,8 +49,9 @@ class InstanceNorm2d(nn.InstanceNorm2d):
                 f"({self.num_features}), but got: {input.size(input.dim() - 3)}."
             )
         if input.dim() == 3:
-            return self._apply_instance_norm(input.unsqueeze(0), residual.unsqueeze(0)).squeeze(0)
-        return self._apply_instance_norm(input, residual)
+            residual = None if residual is None else residual.unsqueeze(0)
+            return self._apply_instance_norm(input.unsqueeze(0), residual, activation, negative_slope).squeeze(0)
+        return self._apply_instance_norm(input, residual, activation, negative_slope)
 
 
 class InstanceNormAct2d(InstanceNorm2d):
@@ -97,22 +105,6 @@ class ResidualBlock(nn.Module):
         return self.norm2(self.conv2(self.pad2(h)), residual=x)
 
 
-class FusedActivation(nn.Identity):
-    """Placeholder :func:`patch` leaves where an activation was fused into the norm before
-    it; :func:`unpatch` puts the original module back."""
-
-    def __init__(self, original):
-        super().__init__()
-        self._original = [original]  # a list, so the module is not registered as a child
-
-    @property
-    def original(self):
-        return self._original[0]
-
-    def extra_repr(self):
-        return f"fused into the preceding norm: {self.original!r}"
-
-
 def _fusable(act):
     if type(act) is nn.ReLU:
         return "relu", 0.01
@@ -121,46 +113,69 @@ def _fusable(act):
     return None
 
 
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks")
+
+
+def _hooked(module):
+    return (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+            or module._backward_pre_hooks or any(getattr(torch.nn.modules.module, name) for name in _GLOBAL_HOOKS))
+
+
+def _fusion(norm, act):
+    """(activation, negative_slope) when ``norm`` then ``act`` can run as one kernel unseen."""
+    if type(norm) is not InstanceNorm2d or _hooked(norm) or _hooked(act):
+        return None
+    return _fusable(act)
+
+
+class _FusingSequential(nn.Sequential):
+    """The ``nn.Sequential`` :func:`patch` leaves where a norm is followed by a ReLU / LeakyReLU:
+    its forward runs such a pair as one kernel while neither module has hooks. Both modules stay
+    in place, so indexing, slicing (a slice fuses only the pairs it holds), hooks and a norm used
+    elsewhere as well see what they saw before."""
+
+    def forward(self, input):
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            fused = _fusion(modules[i], modules[i + 1]) if i + 1 < len(modules) else None
+            if fused is None:
+                input = modules[i](input)
+                i += 1
+            else:
+                input = modules[i]._checked_forward(input, None, *fused)
+                i += 2
+        return input
+
+
+def _has_fusable_pair(sequential):
+    children = list(sequential._modules.values())
+    return any(type(a) is InstanceNorm2d and _fusable(b) for a, b in zip(children, children[1:]))
+
+
 def patch(model):
-    """Switch every ``nn.InstanceNorm2d`` of ``model`` (in place) to gentk's kernel; a
-    ``nn.ReLU`` / ``nn.LeakyReLU`` directly after it in an ``nn.Sequential`` is fused into
-    it (its slot keeps a :class:`FusedActivation`). Parameters and buffers stay the same
-    objects, so state_dict keys, checkpoints and optimizers are unaffected. Returns model.
+    """Switch every ``nn.InstanceNorm2d`` of ``model`` (in place) to gentk's kernel. An
+    ``nn.Sequential`` holding one directly followed by an ``nn.ReLU`` / ``nn.LeakyReLU`` runs
+    the two as one kernel while neither has hooks; the modules stay where they were (see
+    :class:`_FusingSequential`). Parameters and buffers stay the same objects, so state_dict
+    keys, checkpoints and optimizers are unaffected. Returns model.
     """
-    if type(model) is nn.InstanceNorm2d:
-        _switch(model, InstanceNorm2d)
-        return model
-    for module in list(model.modules()):
-        if isinstance(module, nn.Sequential):
-            children = list(module._modules.items())
-            for (name, child), nxt in zip(children, children[1:] + [(None, None)]):
-                if type(child) is not nn.InstanceNorm2d:
-                    continue
-                fused = _fusable(nxt[1]) if nxt[1] is not None else None
-                if fused is None:
-                    _switch(child, InstanceNorm2d)
-                else:
-                    _switch(child, InstanceNormAct2d)
-                    child.activation, child.negative_slope = fused
-                    module._modules[nxt[0]] = FusedActivation(nxt[1])
     for module in model.modules():
         if type(module) is nn.InstanceNorm2d:
             _switch(module, InstanceNorm2d)
+    for module in model.modules():
+        if type(module) is nn.Sequential and _has_fusable_pair(module):
+            _switch(module, _FusingSequential)
     return model
 
 
 def unpatch(model):
-    """Undo :func:`patch`: the original modules come back, with the same parameters."""
-    for module in list(model.modules()):
-        for name, child in list(module._modules.items()):
-            if isinstance(child, FusedActivation):
-                module._modules[name] = child.original
+    """Undo :func:`patch`: the original module classes come back, with the same parameters."""
     for module in model.modules():
         original = module.__dict__.pop("_gentk_original_class", None)
         if original is not None:
             module.__class__ = original
-            for attr in ("activation", "negative_slope"):
-                module.__dict__.pop(attr, None)
     return model
 
 

@@ -5,6 +5,11 @@ Epochs or steps; a tqdm bar with the running losses; losses as JSON lines
 (``OUT/samples/step_*.png`` and ``OUT/samples.png``) at every epoch end or every
 ``sample_every`` steps; checkpoints (``OUT/checkpoints/step_*.pt``, last ``keep_last`` kept).
 
+A run folder belongs to one run: a fresh run refuses a folder holding another run's
+checkpoints or metrics unless ``overwrite`` (which deletes that run's files first); a resumed
+run cuts ``metrics.jsonl`` back to the checkpoint's step; pruning deletes only checkpoints of
+this run's lineage.
+
 Data order: epoch e is a permutation drawn from (seed, e) by a DistributedSampler (with one
 replica in a single process), so a resumed run sees exactly the batches the uninterrupted
 run would have, and under torchrun every rank sees its share of the same global batch.
@@ -14,6 +19,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 
 import numpy as np
@@ -24,6 +30,10 @@ from torch.utils.data._utils.collate import default_collate
 
 from gentk.train import checkpoint as ckpt
 from gentk.train.images import save_grid
+
+# a previous run's files, deleted by overwrite: (sub-folder, names)
+_RUN_FILES = (("checkpoints", r"step_\d+\.pt"), ("samples", r"step_\d+\.png"),
+              ("tensorboard", r"events\.out\.tfevents\..*"), ("", r"metrics\.jsonl|samples\.png"))
 
 
 def _fetch(dataset, indices):
@@ -47,15 +57,56 @@ def seed_everything(seed):
     random.seed(seed)
 
 
+def _keep_record(line, step):
+    if not line.endswith("\n"):
+        return False  # torn by a kill mid-write
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return True
+    return not (isinstance(record, dict) and isinstance(record.get("step"), (int, float)) and record["step"] > step)
+
+
+def _truncate_log(path, step):
+    """Drop the records logged after step (between the checkpoint resumed from and a kill)."""
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = [line for line in lines if _keep_record(line, step)]
+    if kept != lines:
+        with open(f"{path}.tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(f"{path}.tmp", path)
+
+
+def _remove_previous_run(out):
+    for sub, names in _RUN_FILES:
+        folder = os.path.join(out, sub)
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if re.fullmatch(names, name):
+                    os.remove(os.path.join(folder, name))
+
+
 def distributed_env():
     """(rank, world size) from torchrun's environment; (0, 1) otherwise."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+def end_distributed():
+    """Tear down torchrun's process group (when one is up). The barrier first lets gloo's
+    worker thread finish releasing earlier collectives' tensors: destroying the group while
+    it still needs the GIL for that deadlocks the destructor (pytorch/pytorch#75097)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class Trainer:
     def __init__(self, model, data, out_dir, *, epochs=None, steps=None, batch_size=64, seed=0,
                  log_every=10, sample_every=None, checkpoint_every=None, keep_last=3, amp=None,
-                 device=None, progress=True, config=None, sample_count=64, tensorboard=True):
+                 device=None, progress=True, config=None, sample_count=64, tensorboard=True, overwrite=False):
         if (epochs is None) == (steps is None):
             raise ValueError("Trainer: give exactly one of epochs and steps")
         if (epochs is not None and epochs < 1) or (steps is not None and steps < 1):
@@ -78,6 +129,7 @@ class Trainer:
         self.log_every, self.sample_every = log_every, sample_every
         self.checkpoint_every, self.keep_last = checkpoint_every, keep_last
         self.progress, self.sample_count, self.use_tensorboard = progress, sample_count, tensorboard
+        self.overwrite = overwrite
         self.config = dict(config or {})
         self.config.setdefault("model", dict(model.config))
         self.config.setdefault("trainer", {"batch_size": batch_size, "seed": seed, "amp": amp,
@@ -100,6 +152,7 @@ class Trainer:
         self._sample_generator = torch.Generator().manual_seed(seed + 12345)
         self._sample_noise_state = self._sample_generator.get_state()
         self._last_checkpoint = None
+        self._lineage = []  # this run's checkpoints, oldest first: the only ones pruning deletes
 
     # --- checkpoints ----------------------------------------------------------------------
     @property
@@ -127,8 +180,8 @@ class Trainer:
         state = self.state_dict()  # every rank joins the RNG gather
         if self.is_writer:
             path = ckpt.checkpoint_path(self.checkpoint_dir, self.step)
-            ckpt.atomic_save(state, path)
-            ckpt.prune(self.checkpoint_dir, self.keep_last)
+            ckpt.save(state, path)
+            self._lineage = ckpt.prune(self._lineage + [path], self.keep_last)
             self._last_checkpoint = path
         self._saved_at = self.step
 
@@ -161,8 +214,55 @@ class Trainer:
         self._saved_at = self.step
 
     # --- output -----------------------------------------------------------------------------
+    @property
+    def metrics_path(self):
+        return os.path.join(self.out, "metrics.jsonl")
+
+    def _claim_run_folder(self, resumed_from):
+        """Make OUT this run's folder (writer only): refuse another run's files, or delete them with
+        overwrite; when resuming in place, cut the log back to the checkpoint's step."""
+        found = ckpt.list_checkpoints(self.checkpoint_dir)
+        in_place = resumed_from is not None and \
+            os.path.realpath(os.path.dirname(resumed_from)) == os.path.realpath(self.checkpoint_dir)
+        if in_place:
+            later = [path for step, path in found if step > self.step]
+            if later and not self.overwrite:
+                raise ckpt.CheckpointError(
+                    f"{self.out}: holds checkpoints after step {self.step} ({os.path.basename(later[-1])}); "
+                    f"resuming from step {self.step} would fork the run: pass --overwrite to delete them, or "
+                    f"give a new --out")
+            for path in later:
+                os.remove(path)
+            _truncate_log(self.metrics_path, self.step)
+            self._lineage = [path for step, path in found if step <= self.step]
+        else:
+            if (found or os.path.exists(self.metrics_path)) and not self.overwrite:
+                raise ckpt.CheckpointError(
+                    f"{self.out}: folder holds another run (checkpoints/, metrics.jsonl); give a new --out, "
+                    f"continue that run with --resume {self.out}, or pass --overwrite to delete its files")
+            _remove_previous_run(self.out)
+            self._lineage = []
+        os.makedirs(self.out, exist_ok=True)
+        ckpt.remove_stale_temporaries(self.checkpoint_dir)
+
+    def _prepare_run_folder(self, resumed_from):
+        error = None
+        if self.is_writer:
+            try:
+                with ckpt.writing(self.metrics_path):
+                    self._claim_run_folder(resumed_from)
+                    self._open_logs()
+            except ckpt.CheckpointError as e:
+                error = str(e)
+        if self.world > 1:  # every rank stops when the writer refuses the folder
+            box = [error]
+            dist.broadcast_object_list(box, src=0)
+            error = box[0]
+        if error is not None:
+            raise ckpt.CheckpointError(error)
+
     def _open_logs(self):
-        self._metrics = open(os.path.join(self.out, "metrics.jsonl"), "a")
+        self._metrics = open(self.metrics_path, "a")
         self._tb = None
         if self.use_tensorboard:
             try:
@@ -175,8 +275,9 @@ class Trainer:
     def log(self, record):
         if not self.is_writer:
             return
-        self._metrics.write(json.dumps(record) + "\n")
-        self._metrics.flush()
+        with ckpt.writing(self.metrics_path):
+            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.flush()
         if self._tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("step", "epoch"):
@@ -188,11 +289,12 @@ class Trainer:
         self.model.eval()
         self._sample_generator.set_state(self._sample_noise_state)  # same noise each time: progress is visible
         images = self.model.sample(self.sample_count, generator=self._sample_generator)
-        folder = os.path.join(self.out, "samples")
-        save_grid(os.path.join(folder, f"step_{self.step:08d}.png"), images)
-        save_grid(os.path.join(self.out, "samples.png"), images)
-        for name, grid in self.model.visuals(batch).items():
-            save_grid(os.path.join(self.out, f"{name}.png"), grid, nrow=8)
+        path = os.path.join(self.out, "samples", f"step_{self.step:08d}.png")
+        with ckpt.writing(path):
+            save_grid(path, images)
+            save_grid(os.path.join(self.out, "samples.png"), images)
+            for name, grid in self.model.visuals(batch).items():
+                save_grid(os.path.join(self.out, f"{name}.png"), grid, nrow=8)
         if self._tb is not None:
             from gentk.train.images import make_grid
 
@@ -203,13 +305,13 @@ class Trainer:
     def fit(self, resume=None):
         """Train to the target step count; returns the last running losses."""
         self._saved_at = None
+        resumed_from = None
         if resume is not None:
-            self.load_checkpoint(resume)
+            resumed_from = ckpt.resolve(resume)
+            self.load_checkpoint(resumed_from)
         else:
             seed_everything(self.seed + self.rank)
-        if self.is_writer:
-            os.makedirs(self.out, exist_ok=True)
-            self._open_logs()
+        self._prepare_run_folder(resumed_from)
         bar = None
         if self.is_writer and self.progress:
             from tqdm import tqdm

@@ -46,10 +46,11 @@ GENTK_HOST_DEVICE T activate(T v, int activation, T negative_slope) {
   return v;
 }
 
-// dL/d(pre-activation) from dL/dy; torch's relu and leaky_relu both use pre > 0.
+// dL/d(pre-activation) from dL/dy as torch's: relu passes it unless pre <= 0 (NaN passes),
+// leaky_relu takes the full gradient where pre > 0.
 template <class T>
 GENTK_HOST_DEVICE T activation_grad(T grad, T pre, int activation, T negative_slope) {
-  if (activation == kActRelu) return pre > T(0) ? grad : T(0);
+  if (activation == kActRelu) return pre <= T(0) ? T(0) : grad;
   if (activation == kActLeakyRelu) return pre > T(0) ? grad : grad * negative_slope;
   return grad;
 }

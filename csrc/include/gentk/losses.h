@@ -17,7 +17,9 @@ enum LossKind : int {
   kAbs = 4,     // |x - y|                      L1 against a target tensor
 };
 
-// softplus(x) - y*x = max(x, 0) - y*x + log1p(exp(-|x|)); d/dx = sigmoid(x) - y.
+// softplus(x) - y*x = (1 - y)*x + max(-x, 0) + log1p(exp(-|x|)); d/dx = sigmoid(x) - y.
+// That form, torch's (1 - y)*x - log_sigmoid(x), gives torch's answers at infinite x too
+// (+inf: inf, or NaN for y = 1; -inf: NaN), which max(x, 0) - y*x would not.
 // One exp serves both: sigmoid(x) = 1/(1+e) for x >= 0 and e/(1+e) otherwise, e = exp(-|x|).
 // M::log1p(e, u, r) gets u = 1 + e and r = 1 / u too, which it may use instead of a log1p.
 // M::recip(u) is 1 / u for u in [1, 2] (a policy may refine a reciprocal estimate).
@@ -26,7 +28,7 @@ GENTK_HOST_DEVICE void bce_term(T x, T y, T& loss, T& grad) {
   const T e = M::exp(T(0) - M::abs(x));
   const T u = T(1) + e;
   const T r = M::recip(u);
-  loss = M::max0(x) - y * x + M::log1p(e, u, r);
+  loss = (T(1) - y) * x + M::max0(T(0) - x) + M::log1p(e, u, r);
   grad = M::select(x, r, e * r) - y;
 }
 
@@ -43,9 +45,10 @@ GENTK_HOST_DEVICE void loss_term(T x, T y, T& loss, T& grad) {
     loss = y * x;
     grad = y;
   } else if constexpr (K == kHinge) {
+    // torch's relu passes the gradient unless its output is <= 0: a NaN margin passes it
     const T m = T(1) + y * x;
     loss = M::max0(m);
-    grad = y * M::step(m);
+    grad = y * M::select(T(0) - m, T(0), T(1));
   } else {  // kAbs: d/dx = sign(x - y), 0 where equal (as torch.sign)
     const T d = x - y;
     loss = M::abs(d);

@@ -9,7 +9,13 @@ Adversarial modes (``real``/``fake``: the critic's logits):
   generator: squared error of fake against 1.
 - ``wgan``: mean(fake) - mean(real); generator: -mean(fake). Labels do not apply.
 - ``hinge``: mean(relu(1 - real)) + mean(relu(1 + fake)); generator: -mean(fake).
+
+Non-finite logits get torch's answers, which the kernels reproduce: NaN propagates (relu
+passes it, and its gradient); BCE-with-logits is NaN at a -inf logit and at +inf with target
+1 (torch's formula, where the limit would be inf or 0), with finite gradients.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -67,7 +73,7 @@ def gp_interpolate(real, fake, alpha):
 
 def grad_norm_penalty(grad, target=1.0, r1=False):
     """mean over samples of (||g_r||_2 - target)^2, or of ||g_r||^2 (R1)."""
-    grad = grad.reshape(grad.shape[0], -1)
+    grad = grad.reshape(grad.shape[0], math.prod(grad.shape[1:]))  # -1 is ambiguous for an empty batch
     if r1:
         return grad.pow(2).sum(1).mean()
     return (grad.norm(2, dim=1) - target).pow(2).mean()

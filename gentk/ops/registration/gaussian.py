@@ -8,7 +8,7 @@ Backward regenerates the noise from ``seed``; nothing noise-sized is saved.
 """
 import torch
 
-from gentk.ops.registration import first_order
+from gentk.ops.registration import first_order, register_fake
 
 FORWARD_OPS = ("reparameterize", "gaussian_kl", "reparameterize_kl")
 BACKWARD_OPS = ("reparameterize_backward", "gaussian_kl_backward", "reparameterize_kl_backward")
@@ -21,31 +21,31 @@ def _op(name, suffix):
 def register_fakes(suffix=""):
     """Fake (meta) implementations; Triton ops get theirs from tracing the launcher."""
 
-    @torch.library.register_fake(f"gentk::reparameterize{suffix}")
+    @register_fake(f"gentk::reparameterize{suffix}")
     def _(mu, logvar, eps, seed):
         return torch.empty_like(mu, memory_format=torch.contiguous_format)
 
-    @torch.library.register_fake(f"gentk::reparameterize_backward{suffix}")
+    @register_fake(f"gentk::reparameterize_backward{suffix}")
     def _(grad, logvar, eps, seed):
         return torch.empty_like(logvar, memory_format=torch.contiguous_format)
 
-    @torch.library.register_fake(f"gentk::gaussian_kl{suffix}")
+    @register_fake(f"gentk::gaussian_kl{suffix}")
     def _(mu, logvar, reduce, scale):
         if reduce:
             return mu.new_empty(())
         return torch.empty_like(mu, memory_format=torch.contiguous_format)
 
-    @torch.library.register_fake(f"gentk::gaussian_kl_backward{suffix}")
+    @register_fake(f"gentk::gaussian_kl_backward{suffix}")
     def _(grad, mu, logvar, scale):
         like = torch.empty_like(logvar, memory_format=torch.contiguous_format)
         return like, torch.empty_like(like)
 
-    @torch.library.register_fake(f"gentk::reparameterize_kl{suffix}")
+    @register_fake(f"gentk::reparameterize_kl{suffix}")
     def _(mu, logvar, eps, seed, reduce, scale):
         z = torch.empty_like(mu, memory_format=torch.contiguous_format)
         return z, (mu.new_empty(()) if reduce else torch.empty_like(z))
 
-    @torch.library.register_fake(f"gentk::reparameterize_kl_backward{suffix}")
+    @register_fake(f"gentk::reparameterize_kl_backward{suffix}")
     def _(grad_z, grad_kl, mu, logvar, eps, seed, scale):
         like = torch.empty_like(logvar, memory_format=torch.contiguous_format)
         return like, torch.empty_like(like)

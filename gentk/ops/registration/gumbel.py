@@ -16,7 +16,7 @@ K = 10), at the cost of one logits-sized saved tensor; they regenerate instead.
 """
 import torch
 
-from gentk.ops.registration import first_order
+from gentk.ops.registration import first_order, register_fake
 
 
 def _op(name, suffix):
@@ -26,21 +26,21 @@ def _op(name, suffix):
 def register_fakes(suffix=""):
     """Fake (meta) implementations; Triton ops get theirs from tracing the launcher."""
 
-    @torch.library.register_fake(f"gentk::gumbel_softmax{suffix}")
+    @register_fake(f"gentk::gumbel_softmax{suffix}")
     def _(logits, gumbels, seed, tau, hard):
         return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
-    @torch.library.register_fake(f"gentk::gumbel_softmax_backward{suffix}")
+    @register_fake(f"gentk::gumbel_softmax_backward{suffix}")
     def _(grad, soft, logits, gumbels, seed, tau):
         return torch.empty_like(grad, memory_format=torch.contiguous_format)
 
-    @torch.library.register_fake(f"gentk::categorical_kl_uniform{suffix}")
+    @register_fake(f"gentk::categorical_kl_uniform{suffix}")
     def _(logits, reduce, scale):
         if reduce:
             return logits.new_empty(())
         return logits.new_empty(logits.shape[:-1])
 
-    @torch.library.register_fake(f"gentk::categorical_kl_uniform_backward{suffix}")
+    @register_fake(f"gentk::categorical_kl_uniform_backward{suffix}")
     def _(grad, logits, scale):
         return torch.empty_like(logits, memory_format=torch.contiguous_format)
 

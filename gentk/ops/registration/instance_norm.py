@@ -11,6 +11,7 @@ exact. The compiled op registers the same autograd in C++
 import torch
 
 from gentk.ops.reference import instance_norm as reference
+from gentk.ops.registration import register_fake
 
 ACTIVATION_CODES = {None: 0, "relu": 1, "leaky_relu": 2}
 ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
@@ -30,13 +31,13 @@ def math_dtype(x):
 
 
 def register_fakes(suffix=""):
-    @torch.library.register_fake(f"gentk::instance_norm{suffix}")
+    @register_fake(f"gentk::instance_norm{suffix}")
     def _(x, weight, bias, running_mean, running_var, eps, activation, negative_slope, residual):
         y = torch.empty_like(x, memory_format=output_format(x))
         mean = x.new_empty((x.shape[0], x.shape[1]), dtype=math_dtype(x))
         return y, mean, torch.empty_like(mean)
 
-    @torch.library.register_fake(f"gentk::instance_norm_backward{suffix}")
+    @register_fake(f"gentk::instance_norm_backward{suffix}")
     def _(grad_y, x, weight, bias, mean, var, eps, input_stats, activation, negative_slope):
         grad_x = torch.empty_like(x, memory_format=output_format(x))
         param_dtype = weight.dtype if weight is not None else x.dtype
@@ -61,6 +62,10 @@ def register_autograd(suffix=""):
 
     def setup_context(ctx, inputs, output):
         x, weight, bias, running_mean, running_var, eps, activation, negative_slope, residual = inputs
+        for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+            if t is not None and t.requires_grad:  # as the compiled op (csrc/instance_norm_checks.h)
+                raise RuntimeError(f"gentk::instance_norm{suffix}: {name} requires grad, but running statistics "
+                                   "are not differentiable (detach it)")
         _, mean, var = output
         ctx.eps, ctx.activation, ctx.negative_slope = eps, activation, negative_slope
         ctx.input_stats = running_mean is None

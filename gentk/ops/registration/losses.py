@@ -11,7 +11,7 @@ gradient penalty's backward is itself differentiable.
 """
 import torch
 
-from gentk.ops.registration import first_order
+from gentk.ops.registration import first_order, register_fake
 
 
 def _op(name, suffix):
@@ -29,64 +29,64 @@ def _loss_out(x, reduction):
 def register_fakes(suffix=""):
     """Fake (meta) implementations; Triton ops get theirs from tracing the launcher."""
 
-    @torch.library.register_fake(f"gentk::discriminator_loss{suffix}")
+    @register_fake(f"gentk::discriminator_loss{suffix}")
     def _(real, fake, mode, real_label, fake_label, reduction):
         return _loss_out(real, reduction)
 
-    @torch.library.register_fake(f"gentk::discriminator_loss_backward{suffix}")
+    @register_fake(f"gentk::discriminator_loss_backward{suffix}")
     def _(grad, real, fake, mode, real_label, fake_label, reduction):
         return _like(real), _like(fake)
 
-    @torch.library.register_fake(f"gentk::generator_loss{suffix}")
+    @register_fake(f"gentk::generator_loss{suffix}")
     def _(fake, mode, reduction):
         return _loss_out(fake, reduction)
 
-    @torch.library.register_fake(f"gentk::generator_loss_backward{suffix}")
+    @register_fake(f"gentk::generator_loss_backward{suffix}")
     def _(grad, fake, mode, reduction):
         return _like(fake)
 
-    @torch.library.register_fake(f"gentk::bernoulli_recon{suffix}")
+    @register_fake(f"gentk::bernoulli_recon{suffix}")
     def _(logits, target, reduction):
         return _loss_out(logits, reduction)
 
-    @torch.library.register_fake(f"gentk::bernoulli_recon_backward{suffix}")
+    @register_fake(f"gentk::bernoulli_recon_backward{suffix}")
     def _(grad, logits, target, reduction):
         return _like(logits)
 
-    @torch.library.register_fake(f"gentk::l1_loss{suffix}")
+    @register_fake(f"gentk::l1_loss{suffix}")
     def _(input, target, weight, reduction):
         return _loss_out(input, reduction)
 
-    @torch.library.register_fake(f"gentk::l1_loss_backward{suffix}")
+    @register_fake(f"gentk::l1_loss_backward{suffix}")
     def _(grad, input, target, weight, reduction):
         return _like(input)
 
     if not suffix:  # CPU-only helpers of the C++ autograd; no Triton twins
-        @torch.library.register_fake("gentk::discriminator_loss_with_grad")
+        @register_fake("gentk::discriminator_loss_with_grad")
         def _(real, fake, mode, real_label, fake_label, reduction):
             return _loss_out(real, reduction), _like(real), _like(fake)
 
-        @torch.library.register_fake("gentk::generator_loss_with_grad")
+        @register_fake("gentk::generator_loss_with_grad")
         def _(fake, mode, reduction):
             return _loss_out(fake, reduction), _like(fake)
 
-        @torch.library.register_fake("gentk::bernoulli_recon_with_grad")
+        @register_fake("gentk::bernoulli_recon_with_grad")
         def _(logits, target, reduction):
             return _loss_out(logits, reduction), _like(logits)
 
-    @torch.library.register_fake(f"gentk::gp_interpolate{suffix}")
+    @register_fake(f"gentk::gp_interpolate{suffix}")
     def _(real, fake, seed):
         return _like(real)
 
-    @torch.library.register_fake(f"gentk::gp_interpolate_backward{suffix}")
+    @register_fake(f"gentk::gp_interpolate_backward{suffix}")
     def _(grad, seed):
         return _like(grad), _like(grad)
 
-    @torch.library.register_fake(f"gentk::grad_norm_penalty{suffix}")
+    @register_fake(f"gentk::grad_norm_penalty{suffix}")
     def _(grads, target, r1):
         return grads.new_empty(())
 
-    @torch.library.register_fake(f"gentk::grad_norm_penalty_backward{suffix}")
+    @register_fake(f"gentk::grad_norm_penalty_backward{suffix}")
     def _(grad, grads, target, r1):
         return _like(grads)
 

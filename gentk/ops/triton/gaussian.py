@@ -26,6 +26,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.gaussian import register_autograd
+from gentk.ops.triton import checks
 from gentk.ops.triton.philox import philox_at
 
 __all__ = [
@@ -218,9 +219,6 @@ INTERPRETED = _kernel_is_interpreted(_gaussian_fwd_kernel)
 # handful of compiled variants at most).
 _MAX_BLOCK_G = 4096 if INTERPRETED else 16
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
 def _block_g(n: int) -> int:
     groups = triton.cdiv(n, NOISE_GROUP)
     return min(_MAX_BLOCK_G, triton.next_power_of_2(max(groups, 1)))
@@ -242,60 +240,23 @@ def _can_launch(*tensors) -> bool:
     return True
 
 
-def _fail(op: str, msg: str):
-    raise RuntimeError(f"gentk::{op}: {msg}")
-
-
-def _check_device_type(op: str, mu: torch.Tensor):
-    kind = mu.device.type
-    if kind == "meta":
-        return
-    if INTERPRETED:
-        if kind != "cpu":
-            _fail(op, f"expected tensors on cpu (Triton interpreter), got mu on {mu.device}")
-    elif kind == "cpu":
-        _fail(op, f"expected tensors on a GPU, got mu on {mu.device}")
-
-
 def _check_inputs(op: str, mu, logvar, eps, seed, needs_noise: bool, mu_name: str = "mu"):
-    """The checks of csrc/gaussian_checks.h, with the same wording."""
-    _check_device_type(op, mu)
-    if logvar.device != mu.device:
-        _fail(op, f"logvar is on {logvar.device} but {mu_name} is on {mu.device}")
-    if not mu.dtype.is_floating_point:
-        _fail(op, f"{mu_name} must be floating point, got {mu.dtype}")
-    if mu.dtype not in _FLOAT_DTYPES:
-        _fail(op, f"{mu_name} must be float16, bfloat16, float32 or float64, got {mu.dtype}")
-    if logvar.dtype != mu.dtype:
-        _fail(op, f"logvar has dtype {logvar.dtype} but {mu_name} has {mu.dtype}")
-    if logvar.shape != mu.shape:
-        _fail(op, f"{mu_name} and logvar must have the same shape, got {list(mu.shape)} and "
-                  f"{list(logvar.shape)}")
+    """The checks of csrc/gaussian_checks.h: mu (named mu_name: reparameterize_backward passes
+    its grad in mu's place), logvar like it, and the noise: eps like mu, else a seed."""
+    checks.check_device_type(op, mu_name, mu, INTERPRETED)
+    checks.check_floating(op, mu_name, mu)
+    checks.check_like(op, "logvar", logvar, mu_name, mu)
     if eps is not None:
-        if eps.shape != mu.shape:
-            _fail(op, f"eps must have {mu_name}'s shape {list(mu.shape)}, got {list(eps.shape)}")
-        if eps.dtype != mu.dtype or eps.device != mu.device:
-            _fail(op, f"eps must match {mu_name}'s dtype and device")
+        checks.check_like(op, "eps", eps, mu_name, mu)
     elif needs_noise:
         if seed is None:
-            _fail(op, "give either eps or seed")
-        if seed.dtype != torch.int64 or seed.numel() != 2:
-            _fail(op, "seed must be an int64 tensor of two elements (seed, stream)")
-        if seed.device != mu.device:
-            _fail(op, f"seed is on {seed.device} but {mu_name} is on {mu.device}")
+            checks.fail(op, "give either eps or seed")
+        checks.check_seed(op, seed, mu_name, mu)
 
 
-def _check_grad(op: str, name: str, grad: torch.Tensor, logvar: torch.Tensor, allow_single: bool):
-    if grad.device != logvar.device:
-        _fail(op, f"{name} is on {grad.device} but logvar is on {logvar.device}")
-    if not grad.dtype.is_floating_point:
-        _fail(op, f"{name} must be floating point, got {grad.dtype}")
-    if grad.shape == logvar.shape:
-        return
-    if allow_single and grad.numel() == 1:
-        return
-    expected = f"logvar's shape {list(logvar.shape)}" + (" or a single value" if allow_single else "")
-    _fail(op, f"{name} must have {expected}, got {list(grad.shape)}")
+def _check_kl_grad(op: str, name: str, grad: torch.Tensor, mu: torch.Tensor):
+    """The gradient of the KL: per element (reduction none) or one value (a reduced KL)."""
+    checks.check_grad_either(op, name, grad, "mu", mu, mu.shape)
 
 
 def _empty(x: torch.Tensor) -> torch.Tensor:
@@ -402,7 +363,7 @@ def gaussian_kl_backward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     op = "gaussian_kl_backward_triton"
     _check_inputs(op, mu, logvar, None, None, False)
-    _check_grad(op, "grad", grad, logvar, allow_single=True)
+    _check_kl_grad(op, "grad", grad, mu)
     return _backward(op, None, grad, mu, logvar, None, None, scale, True)
 
 
@@ -433,8 +394,8 @@ def reparameterize_kl_backward(
     op = "reparameterize_kl_backward_triton"
     _check_inputs(op, mu, logvar, eps, seed, True)
     if grad_z is not None:
-        _check_grad(op, "grad_z", grad_z, logvar, allow_single=False)
-    _check_grad(op, "grad_kl", grad_kl, logvar, allow_single=True)
+        checks.check_grad(op, "grad_z", grad_z, "mu", mu, mu.shape, per_element=True)
+    _check_kl_grad(op, "grad_kl", grad_kl, mu)
     return _backward(op, grad_z, grad_kl, mu, logvar, eps, seed, scale, True)
 
 

@@ -24,6 +24,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.gumbel import register_autograd
+from gentk.ops.triton import checks
 from gentk.ops.triton.gaussian import INTERPRETED, _can_launch
 from gentk.ops.triton.philox import philox_at
 
@@ -80,13 +81,12 @@ def _perturbed(logits_ptr, gumbels_ptr, seed_ptr, offs, mask, NOISE: tl.constexp
 
 
 @triton.jit
-def _softmax_rows(s, mask, inv_tau):
-    m = tl.max(s, axis=1)
-    m = tl.where(m == float("-inf"), 0.0, m)  # rows outside the tile
+def _softmax_rows(s, mask, row_mask, inv_tau):
+    # a row holding NaN or +inf, or all -inf, comes out NaN, as torch.softmax's
+    m = tl.where(row_mask, tl.max(s, axis=1), 0.0)
     e = tl.exp((s - m[:, None]) * inv_tau)
     e = tl.where(mask, e, 0.0)
-    total = tl.sum(e, axis=1)
-    total = tl.where(total == 0.0, 1.0, total)
+    total = tl.where(row_mask, tl.sum(e, axis=1), 1.0)
     return e / total[:, None]
 
 
@@ -109,8 +109,11 @@ def _gumbel_softmax_fwd_kernel(logits_ptr, gumbels_ptr, seed_ptr, out_ptr, rows,
         m = tl.max(s, axis=1)
         first = tl.min(tl.where((s == m[:, None]) & mask, c[None, :], BLOCK_K), axis=1)  # first maximum
         y = tl.where(c[None, :] == first[:, None], 1.0, 0.0)
+        # NaN where the soft sample is NaN (the straight-through value y_hard - y + y of torch)
+        undefined = (tl.sum((s != s).to(tl.int32), axis=1) > 0) | (m == float("inf")) | (m == float("-inf"))
+        y = tl.where(undefined[:, None], float("nan"), y)
     else:
-        y = _softmax_rows(s, mask, _scalar(inv_tau, F64))
+        y = _softmax_rows(s, mask, r < rows, _scalar(inv_tau, F64))
     tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -123,7 +126,8 @@ def _gumbel_softmax_bwd_kernel(grad_ptr, soft_ptr, logits_ptr, gumbels_ptr, seed
     if HAS_SOFT:
         y = _load(soft_ptr, offs, mask, 0.0, F64)
     else:
-        y = _softmax_rows(_perturbed(logits_ptr, gumbels_ptr, seed_ptr, offs, mask, NOISE, F64), mask, inv)
+        s = _perturbed(logits_ptr, gumbels_ptr, seed_ptr, offs, mask, NOISE, F64)
+        y = _softmax_rows(s, mask, r < rows, inv)
     g = _load(grad_ptr, offs, mask, 0.0, F64)
     dot = tl.sum(y * g, axis=1)
     res = y * (g - dot[:, None]) * inv
@@ -131,15 +135,14 @@ def _gumbel_softmax_bwd_kernel(grad_ptr, soft_ptr, logits_ptr, gumbels_ptr, seed
 
 
 @triton.jit
-def _entropy_rows(logits_ptr, offs, mask, F64: tl.constexpr):
-    """Per row: e_j = exp(l_j - max), d_j = l_j - max, S = sum e, H = sum q log q."""
+def _entropy_rows(logits_ptr, offs, mask, row_mask, F64: tl.constexpr):
+    """Per row: e_j = exp(l_j - max), d_j = l_j - max, S = sum e, H = sum q log q (NaN for a
+    row holding NaN or +inf, or all -inf, as torch.log_softmax)."""
     l = _load(logits_ptr, offs, mask, float("-inf"), F64)
-    m = tl.max(l, axis=1)
-    m = tl.where(m == float("-inf"), 0.0, m)
+    m = tl.where(row_mask, tl.max(l, axis=1), 0.0)
     d = l - m[:, None]
     e = tl.where(mask, tl.exp(d), 0.0)
-    s = tl.sum(e, axis=1)
-    s = tl.where(s == 0.0, 1.0, s)
+    s = tl.where(row_mask, tl.sum(e, axis=1), 1.0)
     ed = tl.where(e > 0, e * d, 0.0)  # 0 log 0 = 0, also for -inf logits
     h = tl.sum(ed, axis=1) / s - tl.log(s)
     return e, d, s, h
@@ -149,7 +152,7 @@ def _entropy_rows(logits_ptr, offs, mask, F64: tl.constexpr):
 def _kl_fwd_kernel(logits_ptr, kl_ptr, partial_ptr, rows, K, log_k: tl.float64, REDUCE: tl.constexpr,
                    F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
     r, c, mask, offs = _row_tile(rows, K, BLOCK_R, BLOCK_K)
-    e, d, s, h = _entropy_rows(logits_ptr, offs, mask, F64)
+    e, d, s, h = _entropy_rows(logits_ptr, offs, mask, r < rows, F64)
     kl = h + _scalar(log_k, F64)
     row_mask = r < rows
     if REDUCE:
@@ -162,14 +165,15 @@ def _kl_fwd_kernel(logits_ptr, kl_ptr, partial_ptr, rows, K, log_k: tl.float64, 
 def _kl_bwd_kernel(grad_ptr, logits_ptr, out_ptr, rows, K, scale: tl.float64, PER_ROW: tl.constexpr,
                    F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
     r, c, mask, offs = _row_tile(rows, K, BLOCK_R, BLOCK_K)
-    e, d, s, h = _entropy_rows(logits_ptr, offs, mask, F64)
+    e, d, s, h = _entropy_rows(logits_ptr, offs, mask, r < rows, F64)
     if PER_ROW:
         w = _load(grad_ptr, r, r < rows, 0.0, F64)
     else:
         # formed in float64 and rounded once, like the CPU kernels
         w = _scalar(tl.load(grad_ptr).to(tl.float64) * scale, F64)
     log_q_minus_h = d - (tl.log(s) + h)[:, None]
-    res = tl.where(e > 0, (w / s)[:, None] * e * log_q_minus_h, 0.0)
+    # 0 for q = 0 (a -inf logit), unless the row's KL is NaN
+    res = tl.where((e == 0) & (h == h)[:, None], 0.0, (w / s)[:, None] * e * log_q_minus_h)
     tl.store(out_ptr + offs, res.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -180,11 +184,6 @@ def _kl_bwd_kernel(grad_ptr, logits_ptr, out_ptr, rows, K, scale: tl.float64, PE
 # Elements per program: 4K on a GPU; the interpreter's cost is per program, so it takes
 # up to 256K (see gaussian.py).
 _TILE = 1 << 18 if INTERPRETED else 4096
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _fail(op, msg):
-    raise RuntimeError(f"gentk::{op}: {msg}")
 
 
 def _tiles(rows, k):
@@ -199,42 +198,26 @@ def _rows_cols(x):
 
 
 def _check_logits(op, logits, name="logits"):
-    kind = logits.device.type
-    if INTERPRETED and kind not in ("cpu", "meta"):
-        _fail(op, f"expected tensors on cpu (Triton interpreter), got {name} on {logits.device}")
-    if not INTERPRETED and kind == "cpu":
-        _fail(op, f"expected tensors on a GPU, got {name} on {logits.device}")
-    if not logits.dtype.is_floating_point:
-        _fail(op, f"{name} must be floating point, got {logits.dtype}")
-    if logits.dtype not in _FLOAT_DTYPES:
-        _fail(op, f"{name} must be float16, bfloat16, float32 or float64, got {logits.dtype}")
+    """The tensor the op reduces over its last dimension: logits, or the saved soft sample."""
+    checks.check_device_type(op, name, logits, INTERPRETED)
+    checks.check_floating(op, name, logits)
     if logits.dim() < 1:
-        _fail(op, f"{name} must have at least one dimension (the categories)")
+        checks.fail(op, f"{name} must have at least one dimension (the categories)")
     if logits.shape[-1] > MAX_K:
-        _fail(op, f"the triton backend takes at most {MAX_K} categories, got {logits.shape[-1]}; "
-                  "use the cpp or cuda backend")
+        checks.fail(op, f"the triton backend takes at most {MAX_K} categories, got {logits.shape[-1]}; "
+                        "use the cpp or cuda backend")
 
 
-def _check_like(op, name, t, logits):
-    if t.shape != logits.shape:
-        _fail(op, f"{name} must have logits' shape {list(logits.shape)}, got {list(t.shape)}")
-    if t.dtype != logits.dtype or t.device != logits.device:
-        _fail(op, f"{name} must match logits' dtype and device")
-
-
-def _check_noise(op, logits, gumbels, seed):
+def _check_noise(op, ref_name, ref, gumbels, seed):
     if gumbels is not None:
-        _check_like(op, "gumbels", gumbels, logits)
+        checks.check_like(op, "gumbels", gumbels, ref_name, ref)
     elif seed is not None:
-        if seed.dtype != torch.int64 or seed.numel() != 2:
-            _fail(op, "seed must be an int64 tensor of two elements (seed, stream)")
-        if seed.device != logits.device:
-            _fail(op, f"seed is on {seed.device} but logits is on {logits.device}")
+        checks.check_seed(op, seed, ref_name, ref)
 
 
 def _check_tau(op, tau):
     if not (tau > 0 and tau != float("inf")):
-        _fail(op, f"tau must be finite and > 0, got {tau}")
+        checks.fail(op, f"tau must be finite and > 0, got {tau}")
 
 
 def _inv_tau(tau, dtype):
@@ -260,7 +243,7 @@ def gumbel_softmax(
 ) -> torch.Tensor:
     op = "gumbel_softmax_triton"
     _check_logits(op, logits)
-    _check_noise(op, logits, gumbels, seed)
+    _check_noise(op, "logits", logits, gumbels, seed)
     _check_tau(op, tau)
     logits = logits.contiguous()
     gumbels, seed, noise = _noise_args(gumbels, seed)
@@ -287,13 +270,13 @@ def gumbel_softmax_backward(
 ) -> torch.Tensor:
     op = "gumbel_softmax_backward_triton"
     if soft is None and logits is None:
-        _fail(op, "give either soft or logits")
-    like = soft if soft is not None else logits
-    _check_logits(op, like)
-    _check_like(op, "grad", grad, like)
+        checks.fail(op, "give either soft or logits")
+    like_name, like = ("soft", soft) if soft is not None else ("logits", logits)
+    _check_logits(op, like, like_name)
+    checks.check_like(op, "grad", grad, like_name, like)
     if soft is not None and logits is not None:
-        _check_like(op, "logits", logits, like)
-    _check_noise(op, like, gumbels, seed)
+        checks.check_like(op, "logits", logits, like_name, like)
+    _check_noise(op, like_name, like, gumbels, seed)
     _check_tau(op, tau)
     grad = grad.contiguous()
     soft = soft.contiguous() if soft is not None else None
@@ -342,13 +325,9 @@ def categorical_kl_uniform_backward(grad: torch.Tensor, logits: torch.Tensor, sc
     _check_logits(op, logits)
     logits = logits.contiguous()
     rows, k = _rows_cols(logits)
+    checks.check_grad_either(op, "grad", grad, "logits", logits, logits.shape[:-1])
     per_row = grad.shape == logits.shape[:-1] and logits.dim() > 1
-    if not per_row and grad.numel() != 1:
-        _fail(op, f"grad must have shape {list(logits.shape[:-1])} (one value per row) or hold one value, "
-                  f"got {list(grad.shape)}")
-    if grad.device != logits.device:
-        _fail(op, f"grad is on {grad.device} but logits is on {logits.device}")
-    grad = grad.to(logits.dtype).contiguous() if per_row else grad.reshape(())
+    grad = grad.contiguous() if per_row else grad.reshape(())
     out = torch.empty_like(logits)
     if rows == 0 or not _can_launch(grad, logits):
         return out

@@ -20,6 +20,7 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.instance_norm import output_format, register_autograd
+from gentk.ops.triton import checks
 from gentk.ops.triton.gaussian import INTERPRETED, _can_launch
 
 __all__ = ["instance_norm", "instance_norm_backward"]
@@ -27,17 +28,18 @@ __all__ = ["instance_norm", "instance_norm_backward"]
 
 @triton.jit
 def _act(v, ACT: tl.constexpr, slope):
+    # NaN passes through, as in torch
     if ACT == 1:
-        v = tl.where(v > 0, v, 0.0)
+        v = tl.where(v < 0, 0.0, v)
     elif ACT == 2:
-        v = tl.where(v > 0, v, v * slope)
+        v = tl.where(v < 0, v * slope, v)
     return v
 
 
 @triton.jit
 def _act_grad(g, pre, ACT: tl.constexpr, slope):
-    if ACT == 1:
-        g = tl.where(pre > 0, g, 0.0)
+    if ACT == 1:  # torch's relu passes the gradient at a NaN
+        g = tl.where(pre <= 0, 0.0, g)
     elif ACT == 2:
         g = tl.where(pre > 0, g, g * slope)
     return g
@@ -82,7 +84,10 @@ def _instance_norm_fwd_kernel(x_ptr, w_ptr, b_ptr, rm_ptr, rv_ptr, res_ptr, y_pt
         i = start + tl.arange(0, BLOCK)
         m = i < HW
         offs = base + i * stride_hw
-        v = _act((tl.load(x_ptr + offs, mask=m, other=0).to(dt) - mean) * scale + shift, ACT, slope)
+        xv = tl.load(x_ptr + offs, mask=m, other=0).to(dt)
+        # an infinite scale gives what torch's x * scale + (shift - mean * scale) gives
+        v = tl.where(tl.abs(scale) == float("inf"), xv * scale + (shift - mean * scale), (xv - mean) * scale + shift)
+        v = _act(v, ACT, slope)
         if HAS_RES:
             v += tl.load(res_ptr + offs, mask=m, other=0).to(dt)
         tl.store(y_ptr + offs, v.to(y_ptr.dtype.element_ty), mask=m)
@@ -121,42 +126,64 @@ def _instance_norm_bwd_kernel(gy_ptr, x_ptr, w_ptr, b_ptr, mean_ptr, var_ptr, gx
     tl.store(sg_ptr + p, sg)
     tl.store(sgx_ptr + p, sgx)
     k1 = w * rstd
-    k2 = 0.0
-    k3 = 0.0
-    if INPUT_STATS:
-        k2 = -sg / HW
-        k3 = -sgx / HW
     for start in range(0, HW, BLOCK):
         i = start + tl.arange(0, BLOCK)
         m = i < HW
         offs = base + i * stride_hw
         xh = (tl.load(x_ptr + offs, mask=m, other=0).to(dt) - mean) * rstd
         g = _act_grad(tl.load(gy_ptr + offs, mask=m, other=0).to(dt), xh * w + b, ACT, slope)
-        tl.store(gx_ptr + offs, (k1 * (g + k2 + k3 * xh)).to(gx_ptr.dtype.element_ty), mask=m)
+        if INPUT_STATS:  # with running statistics x itself does not enter (a NaN x leaves its gradient finite)
+            g = g - sg / HW - (sgx / HW) * xh
+        tl.store(gx_ptr + offs, (k1 * g).to(gx_ptr.dtype.element_ty), mask=m)
 
 
-def _fail(op, msg):
-    raise RuntimeError(f"gentk::{op}: {msg}")
+def _check_vector(op, name, t, x):
+    if t is None:
+        return
+    if t.dim() != 1 or t.shape[0] != x.shape[1]:
+        checks.fail(op, f"{name} must have shape ({x.shape[1]},) to match x's channels, got {list(t.shape)}")
+    checks.check_floating(op, name, t)
+    checks.check_same_device(op, name, t, "x", x)
 
 
-def _check(op, x, weight, bias, running_mean, running_var, like_x, activation):
+def _check_param_dtype(op, name, t, x):
+    """weight and bias as torch's CPU norms take them: in x's dtype, or float32 for float16 /
+    bfloat16 x (mixed precision)."""
+    reduced = x.dtype in (torch.float16, torch.bfloat16)
+    if t is not None and not (t.dtype == x.dtype or (reduced and t.dtype == torch.float32)):
+        checks.fail(op, f"{name} has dtype {t.dtype} but x is {x.dtype}" +
+                    (" (give it in x's dtype or float32)" if reduced else ""))
+
+
+def _check(op, x, weight, bias, running_mean, running_var, like_x_name, like_x, activation):
     """The checks of csrc/instance_norm_checks.h, with the same wording."""
+    checks.check_device_type(op, "x", x, INTERPRETED)
     if x.dim() < 3:
-        _fail(op, f"x must be (N, C, ...) with at least one spatial dimension, got {list(x.shape)}")
-    if not x.dtype.is_floating_point:
-        _fail(op, f"x must be floating point, got {x.dtype}")
+        checks.fail(op, f"x must be (N, C, ...) with at least one spatial dimension, got {list(x.shape)}")
+    checks.check_floating(op, "x", x)
     if activation not in (0, 1, 2):
-        _fail(op, f"activation must be 0 (none), 1 (relu) or 2 (leaky_relu), got {activation}")
-    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None and (t.dim() != 1 or t.shape[0] != x.shape[1]):
-            _fail(op, f"{name} must have shape ({x.shape[1]},) to match x's channels, got {list(t.shape)}")
+        checks.fail(op, f"activation must be 0 (none), 1 (relu) or 2 (leaky_relu), got {activation}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        _check_vector(op, name, t, x)
+        _check_param_dtype(op, name, t, x)
+    if weight is not None and bias is not None:
+        checks.check_like(op, "bias", bias, "weight", weight, same_shape=False)
+    _check_vector(op, "running_mean", running_mean, x)
+    _check_vector(op, "running_var", running_var, x)
     if (running_mean is None) != (running_var is None):
-        _fail(op, "give both running_mean and running_var, or neither")
+        checks.fail(op, "give both running_mean and running_var, or neither")
     if like_x is not None:
-        if like_x.shape != x.shape:
-            _fail(op, f"expected a tensor of x's shape {list(x.shape)}, got {list(like_x.shape)}")
-        if like_x.dtype != x.dtype or like_x.device != x.device:
-            _fail(op, "residual / grad must match x's dtype and device")
+        checks.check_like(op, like_x_name, like_x, "x", x)
+
+
+def _check_stats(op, mean, var, x):
+    """The per-plane statistics the forward returned: (N, C), in the math dtype, on x's device."""
+    for name, t in (("mean", mean), ("var", var)):
+        if tuple(t.shape) != (x.shape[0], x.shape[1]):
+            checks.fail(op, f"{name} must have shape ({x.shape[0]}, {x.shape[1]}), got {list(t.shape)}")
+        if t.dtype != _math_dtype(x):
+            checks.fail(op, f"{name} has dtype {t.dtype} but the statistics of x is {_math_dtype(x)}")
+        checks.check_same_device(op, name, t, "x", x)
 
 
 def _layout(x):
@@ -168,6 +195,11 @@ def _layout(x):
     if fmt == torch.channels_last:
         return x, fmt, (HW * C, 1, C)
     return x, fmt, (C * HW, HW, 1)
+
+
+def _dense(*tensors):
+    """The per-channel vectors as the kernels read them: element c at ptr + c."""
+    return [None if t is None else t.contiguous() for t in tensors]
 
 
 def _math_dtype(x):
@@ -183,8 +215,9 @@ def instance_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optiona
                   running_mean: Optional[torch.Tensor], running_var: Optional[torch.Tensor], eps: float,
                   activation: int, negative_slope: float,
                   residual: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    _check("instance_norm_triton", x, weight, bias, running_mean, running_var, residual, activation)
+    _check("instance_norm_triton", x, weight, bias, running_mean, running_var, "residual", residual, activation)
     x, fmt, (sn, sc, shw) = _layout(x)
+    weight, bias, running_mean, running_var = _dense(weight, bias, running_mean, running_var)
     N, C = x.shape[0], x.shape[1]
     HW = x.numel() // max(N * C, 1)
     math = _math_dtype(x)
@@ -214,11 +247,11 @@ def instance_norm_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: Option
                            input_stats: bool, activation: int,
                            negative_slope: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     op = "instance_norm_backward_triton"
-    _check(op, x, weight, bias, None, None, grad_y, activation)
+    _check(op, x, weight, bias, None, None, "grad_y", grad_y, activation)
+    _check_stats(op, mean, var, x)
     N, C = x.shape[0], x.shape[1]
-    if mean.dim() != 2 or tuple(mean.shape) != (N, C) or var.shape != mean.shape:
-        _fail(op, f"mean and var must have shape ({N}, {C}), got {list(mean.shape)} and {list(var.shape)}")
     x, fmt, (sn, sc, shw) = _layout(x)
+    weight, bias = _dense(weight, bias)
     HW = x.numel() // max(N * C, 1)
     math = _math_dtype(x)
     gy = grad_y.contiguous(memory_format=fmt)

@@ -22,11 +22,11 @@ import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.losses import register_autograd
+from gentk.ops.triton import checks
 from gentk.ops.triton.gaussian import INTERPRETED, _can_launch
 from gentk.ops.triton.philox import philox_at
 
 KIND = {"bce": 0, "square": 1, "linear": 2, "hinge": 3, "abs": 4}
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _MAX_BLOCK = 1 << 16 if INTERPRETED else 1024
 
 
@@ -63,9 +63,9 @@ def _log1p_small(e):
 @triton.jit
 def _term(x, y, KIND: tl.constexpr):
     """(loss, dloss/dx) of one elementwise term; see csrc/include/gentk/losses.h."""
-    if KIND == 0:  # BCE-with-logits: softplus(x) - y x
+    if KIND == 0:  # BCE-with-logits: (1 - y) x + softplus(-x), torch's form (the same NaNs at +-inf)
         e = tl.exp(-tl.abs(x))
-        loss = tl.maximum(x, 0.0) - y * x + _log1p_small(e)
+        loss = (1.0 - y) * x + tl.maximum(-x, 0.0) + _log1p_small(e)
         r = 1.0 / (1.0 + e)
         grad = tl.where(x >= 0, r, e * r) - y
     elif KIND == 1:  # (x - y)^2
@@ -74,11 +74,11 @@ def _term(x, y, KIND: tl.constexpr):
         grad = 2.0 * d
     elif KIND == 2:  # s x
         loss = y * x
-        grad = y + 0.0 * x
-    elif KIND == 3:  # relu(1 + s x)
+        grad = y
+    elif KIND == 3:  # relu(1 + s x); NaN passes through, and its gradient too, as torch's relu
         m = 1.0 + y * x
-        loss = tl.maximum(m, 0.0)
-        grad = tl.where(m > 0, y, 0.0 * y)
+        loss = tl.where(m < 0, 0.0, m)
+        grad = tl.where(m <= 0, 0.0 * y, y)
     else:  # |x - y|
         d = x - y
         loss = tl.abs(d)
@@ -174,28 +174,9 @@ def _scale_rows_kernel(x_ptr, coef_ptr, out_ptr, cols, F64: tl.constexpr, BLOCK:
 # Checks (the wording of csrc/losses_checks.h) and launch helpers
 # ---------------------------------------------------------------------------------------
 
-def _fail(op, msg, exc=RuntimeError):
-    raise exc(f"gentk::{op}: {msg}")
-
-
 def _check_tensor(op, name, x):
-    kind = x.device.type
-    if kind != "meta":
-        if INTERPRETED and kind != "cpu":
-            _fail(op, f"expected tensors on cpu (Triton interpreter), got {name} on {x.device}")
-        if not INTERPRETED and kind == "cpu":
-            _fail(op, f"expected tensors on a GPU, got {name} on {x.device}")
-    if x.dtype not in _FLOAT_DTYPES:
-        _fail(op, f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
-
-
-def _check_like(op, name, t, ref_name, ref, same_shape):
-    if t.device != ref.device:
-        _fail(op, f"{name} is on {t.device} but {ref_name} is on {ref.device}")
-    if t.dtype != ref.dtype:
-        _fail(op, f"{name} has dtype {t.dtype} but {ref_name} has {ref.dtype}")
-    if same_shape and t.shape != ref.shape:
-        _fail(op, f"{name} must have {ref_name}'s shape {list(ref.shape)}, got {list(t.shape)}")
+    checks.check_device_type(op, name, x, INTERPRETED)
+    checks.check_floating(op, name, x)
 
 
 def _discriminator_spec(op, mode, real_label, fake_label):
@@ -203,14 +184,14 @@ def _discriminator_spec(op, mode, real_label, fake_label):
         if mode == "bce":
             for name, v in (("real_label", real_label), ("fake_label", fake_label)):
                 if not 0 <= v <= 1:
-                    _fail(op, f"{name} must lie in [0, 1] for mode 'bce', got {v}")
+                    checks.fail(op, f"{name} must lie in [0, 1] for mode 'bce', got {v}")
         kind = KIND["bce"] if mode == "bce" else KIND["square"]
         return (kind, real_label), (kind, fake_label)
     if mode == "wgan":
         return (KIND["linear"], -1.0), (KIND["linear"], 1.0)
     if mode == "hinge":
         return (KIND["hinge"], -1.0), (KIND["hinge"], 1.0)
-    _fail(op, f"unknown mode '{mode}'; choose one of bce, lsgan, wgan, hinge")
+    checks.fail(op, f"unknown mode '{mode}'; choose one of bce, lsgan, wgan, hinge")
 
 
 def _generator_spec(op, mode):
@@ -220,13 +201,13 @@ def _generator_spec(op, mode):
         return KIND["square"], 1.0
     if mode in ("wgan", "hinge"):
         return KIND["linear"], -1.0
-    _fail(op, f"unknown mode '{mode}'; choose one of bce, nonsaturating, lsgan, wgan, hinge")
+    checks.fail(op, f"unknown mode '{mode}'; choose one of bce, nonsaturating, lsgan, wgan, hinge")
 
 
 def _reduction(op, reduction, allow_batchsum=False):
     choices = ("none", "sum", "mean") + (("batchsum",) if allow_batchsum else ())
     if reduction not in choices:
-        _fail(op, f"unknown reduction '{reduction}'; choose one of {', '.join(choices)}")
+        checks.fail(op, f"unknown reduction '{reduction}'; choose one of {', '.join(choices)}")
     return reduction
 
 
@@ -244,17 +225,8 @@ def _check_pairing(op, real, fake, reduction):
         ok = ok and real.shape == fake.shape
     if not ok:
         extra = " for reduction 'none'" if reduction == "none" else " apart from the batch dimension"
-        _fail(op, f"real_logits {list(real.shape)} and fake_logits {list(fake.shape)} cannot pair: they must "
+        checks.fail(op, f"real_logits {list(real.shape)} and fake_logits {list(fake.shape)} cannot pair: they must "
                   f"have the same shape{extra}")
-
-
-def _check_grad(op, grad, ref, per_element):
-    if grad.device != ref.device:
-        _fail(op, f"grad is on {grad.device} but the input is on {ref.device}")
-    if per_element and grad.shape != ref.shape:
-        _fail(op, f"grad must have the input's shape {list(ref.shape)}, got {list(grad.shape)}")
-    if not per_element and grad.numel() != 1:
-        _fail(op, f"grad of a reduced loss must hold one value, got shape {list(grad.shape)}")
 
 
 def _empty(x):
@@ -327,7 +299,7 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mod
                        fake_label: float, reduction: str) -> torch.Tensor:
     op = "discriminator_loss_triton"
     _check_tensor(op, "real_logits", real_logits)
-    _check_like(op, "fake_logits", fake_logits, "real_logits", real_logits, False)
+    checks.check_like(op, "fake_logits", fake_logits, "real_logits", real_logits, same_shape=False)
     (rk, rp), (fk, fp) = _discriminator_spec(op, mode, real_label, fake_label)
     _reduction(op, reduction)
     _check_pairing(op, real_logits, fake_logits, reduction)
@@ -346,11 +318,11 @@ def discriminator_loss_backward(grad: torch.Tensor, real_logits: torch.Tensor, f
                                 reduction: str) -> tuple[torch.Tensor, torch.Tensor]:
     op = "discriminator_loss_backward_triton"
     _check_tensor(op, "real_logits", real_logits)
-    _check_like(op, "fake_logits", fake_logits, "real_logits", real_logits, False)
+    checks.check_like(op, "fake_logits", fake_logits, "real_logits", real_logits, same_shape=False)
     (rk, rp), (fk, fp) = _discriminator_spec(op, mode, real_label, fake_label)
     _reduction(op, reduction)
     _check_pairing(op, real_logits, fake_logits, reduction)
-    _check_grad(op, grad, real_logits, reduction == "none")
+    checks.check_grad(op, "grad", grad, "real_logits", real_logits, real_logits.shape, reduction == "none")
     real, fake = real_logits.contiguous(), fake_logits.contiguous()
     return (_term_grad(grad, real, rk, rp, reduction, _scale(reduction, real)),
             _term_grad(grad, fake, fk, fp, reduction, _scale(reduction, fake)))
@@ -375,7 +347,7 @@ def generator_loss_backward(grad: torch.Tensor, fake_logits: torch.Tensor, mode:
     _check_tensor(op, "fake_logits", fake_logits)
     kind, param = _generator_spec(op, mode)
     _reduction(op, reduction)
-    _check_grad(op, grad, fake_logits, reduction == "none")
+    checks.check_grad(op, "grad", grad, "fake_logits", fake_logits, fake_logits.shape, reduction == "none")
     fake = fake_logits.contiguous()
     return _term_grad(grad, fake, kind, param, reduction, _scale(reduction, fake))
 
@@ -391,10 +363,10 @@ def _target_forward(op, x, target, kind, weight, reduction):
 def bernoulli_recon(logits: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
     op = "bernoulli_recon_triton"
     _check_tensor(op, "logits", logits)
-    _check_like(op, "target", target, "logits", logits, True)
+    checks.check_like(op, "target", target, "logits", logits)
     _reduction(op, reduction, True)
     if reduction == "batchsum" and logits.dim() == 0:
-        _fail(op, "logits needs a batch dimension, got a 0-d tensor")
+        checks.fail(op, "logits needs a batch dimension, got a 0-d tensor")
     return _target_forward(op, logits, target, KIND["bce"], 1.0, reduction)
 
 
@@ -403,9 +375,9 @@ def bernoulli_recon_backward(grad: torch.Tensor, logits: torch.Tensor, target: t
                              reduction: str) -> torch.Tensor:
     op = "bernoulli_recon_backward_triton"
     _check_tensor(op, "logits", logits)
-    _check_like(op, "target", target, "logits", logits, True)
+    checks.check_like(op, "target", target, "logits", logits)
     _reduction(op, reduction, True)
-    _check_grad(op, grad, logits, reduction == "none")
+    checks.check_grad(op, "grad", grad, "logits", logits, logits.shape, reduction == "none")
     x = logits.contiguous()
     return _term_grad(grad, x, KIND["bce"], 0.0, reduction, _scale(reduction, x), target.contiguous())
 
@@ -414,7 +386,7 @@ def bernoulli_recon_backward(grad: torch.Tensor, logits: torch.Tensor, target: t
 def l1_loss(input: torch.Tensor, target: torch.Tensor, weight: float, reduction: str) -> torch.Tensor:
     op = "l1_loss_triton"
     _check_tensor(op, "input", input)
-    _check_like(op, "target", target, "input", input, True)
+    checks.check_like(op, "target", target, "input", input)
     _reduction(op, reduction)
     return _target_forward(op, input, target, KIND["abs"], weight, reduction)
 
@@ -424,9 +396,9 @@ def l1_loss_backward(grad: torch.Tensor, input: torch.Tensor, target: torch.Tens
                      reduction: str) -> torch.Tensor:
     op = "l1_loss_backward_triton"
     _check_tensor(op, "input", input)
-    _check_like(op, "target", target, "input", input, True)
+    checks.check_like(op, "target", target, "input", input)
     _reduction(op, reduction)
-    _check_grad(op, grad, input, reduction == "none")
+    checks.check_grad(op, "grad", grad, "input", input, input.shape, reduction == "none")
     x = input.contiguous()
     return _term_grad(grad, x, KIND["abs"], 0.0, reduction, weight * _scale(reduction, x), target.contiguous())
 
@@ -438,14 +410,7 @@ def _rows(x):
 
 def _check_batched(op, name, x):
     if x.dim() == 0:
-        _fail(op, f"{name} needs a batch dimension, got a 0-d tensor")
-
-
-def _check_seed(op, seed, ref):
-    if seed.dtype != torch.int64 or seed.numel() != 2:
-        _fail(op, "seed must be an int64 tensor of two elements (seed, stream)")
-    if seed.device != ref.device:
-        _fail(op, f"seed is on {seed.device} but real is on {ref.device}")
+        checks.fail(op, f"{name} needs a batch dimension, got a 0-d tensor")
 
 
 def _row_grid(rows, cols):
@@ -457,9 +422,9 @@ def _row_grid(rows, cols):
 def gp_interpolate(real: torch.Tensor, fake: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
     op = "gp_interpolate_triton"
     _check_tensor(op, "real", real)
-    _check_like(op, "fake", fake, "real", real, True)
+    checks.check_like(op, "fake", fake, "real", real)
     _check_batched(op, "real", real)
-    _check_seed(op, seed, real)
+    checks.check_seed(op, seed, "real", real)
     real, fake, seed = real.contiguous(), fake.contiguous(), seed.contiguous()
     out = _empty(real)
     rows, cols = _rows(real)
@@ -475,7 +440,7 @@ def gp_interpolate_backward(grad: torch.Tensor, seed: torch.Tensor) -> tuple[tor
     op = "gp_interpolate_backward_triton"
     _check_tensor(op, "grad", grad)
     _check_batched(op, "grad", grad)
-    _check_seed(op, seed, grad)
+    checks.check_seed(op, seed, "grad", grad)
     grad, seed = grad.contiguous(), seed.contiguous()
     grad_real, grad_fake = _empty(grad), _empty(grad)
     rows, cols = _rows(grad)
@@ -514,7 +479,7 @@ def grad_norm_penalty_backward(grad: torch.Tensor, grads: torch.Tensor, target: 
     op = "grad_norm_penalty_backward_triton"
     _check_tensor(op, "grads", grads)
     _check_batched(op, "grads", grads)
-    _check_grad(op, grad, grads, False)
+    checks.check_grad(op, "grad", grad, "grads", grads, grads.shape, per_element=False)
     grads = grads.contiguous()
     rows, cols = _rows(grads)
     out = _empty(grads)
