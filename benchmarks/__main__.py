@@ -10,7 +10,7 @@ import sys
 import torch
 
 from benchmarks import gaussian, gumbel, instance_norm, losses
-from benchmarks.harness import Timer, machine_info, render_all, run_case, write_results
+from benchmarks.harness import Timer, copy_bandwidth_GBps, machine_info, render_all, run_case, write_results
 
 FAMILIES = {
     "gaussian": gaussian.cases,
@@ -52,6 +52,8 @@ def main(argv=None):
     if device.type == "cuda":
         name = machine["gpu"]
         machine["peak_GBps"] = next((bw for k, bw in PEAK_BANDWIDTH.items() if k in name), None)
+        machine["copy_GBps"] = round(copy_bandwidth_GBps(device), 1)
+        print(f"measured device-to-device copy: {machine['copy_GBps']:.0f} GB/s")
     print(f"gentk benchmarks on {machine.get('gpu') or machine['cpu']} ({machine['threads']} threads)")
     rows = []
     for family in args.ops.split(","):

@@ -5,28 +5,18 @@
 - ``GENTK_BACKEND=torch`` in the environment sets the starting value.
 
 ``auto`` picks per device: CPU -> cpp (the reference when the extension is missing),
-CUDA -> the entry of ``AUTO_CUDA`` below for the op family.
+CUDA -> the fastest backend that passed ``gentk selftest`` for the op family on that GPU
+(:func:`gentk.selftest.auto_choice`; the selftest runs once on the first call of a family
+without a verdict, ``GENTK_SELFTEST=0`` keeps the reference untested).
 """
 import contextlib
 import os
 
-import torch
 
 from gentk import _extension
 
 BACKENDS = ("auto", "cpp", "cuda", "triton", "torch")
 
-# The CUDA-tensor choice of ``auto`` per op family, to be filled from the GPU benchmarks
-# (benchmarks/gpu.sh). No gentk CUDA or Triton kernel has run on a GPU yet (they are
-# compiled with nvcc in the tests, and the Triton ones run under the interpreter), so
-# until a GPU run has passed tests/test_cuda_*.py, ``auto`` keeps the reference on CUDA
-# tensors; ``cuda`` and ``triton`` can be asked for by name.
-AUTO_CUDA = {
-    "gaussian": "torch",
-    "gumbel": "torch",
-    "instance_norm": "torch",
-    "losses": "torch",
-}
 
 
 def _check(name, argname="backend"):
@@ -71,10 +61,9 @@ def resolve(family, device):
     name = _current
     if name == "auto":
         if device.type == "cuda":
-            choice = AUTO_CUDA.get(family, "torch")
-            if choice == "cuda" and not _extension.has_cuda_kernels():
-                choice = "triton"
-            return choice
+            from gentk import selftest  # only CUDA tensors pay for importing it
+
+            return selftest.auto_choice_by_name(family, str(device))
         return "cpp" if device.type == "cpu" and _extension.available() else "torch"
     if name in ("cpp", "cuda"):
         if not _extension.available():

@@ -605,12 +605,56 @@ def cmd_bench(argv):
     return subprocess.call([sys.executable, "-m", "benchmarks", *argv], cwd=checkout)
 
 
+# --- selftest ------------------------------------------------------------------------------
+def cmd_selftest(argv):
+    from gentk.selftest.cases import FAMILIES
+
+    p = argparse.ArgumentParser(
+        prog="gentk selftest",
+        description="Test gentk's kernels on this device, each op family and backend in child processes (a "
+                    "kernel that faults cannot take this one down): parity with the pure-PyTorch reference over "
+                    "odd, empty, non-contiguous and channels_last inputs and every dtype, with gradients; noise "
+                    "statistics of the random ops; forward+backward timings against the reference (and "
+                    "torch.compile of it). The verdict is kept under $XDG_CACHE_HOME/gentk (~/.cache/gentk); "
+                    "backend 'auto' on a CUDA tensor runs the fastest backend that passed. Exit status 0 when "
+                    "every tested backend passed.")
+    p.add_argument("--device", type=_device, default=None,
+                   help="cuda[:N] tests the cuda and triton backends, cpu the cpp one (default: cuda when available)")
+    p.add_argument("--families", nargs="+", choices=FAMILIES, default=list(FAMILIES), metavar="FAMILY",
+                   help=f"op families to test (default: all of {', '.join(FAMILIES)})")
+    p.add_argument("--backends", nargs="+", choices=("cpp", "cuda", "triton"), default=None, metavar="BACKEND",
+                   help="backends to test (default: cuda and triton on a GPU; cpp on CPU, and triton when "
+                        "TRITON_INTERPRET=1)")
+    p.add_argument("--show", action="store_true", help="print the stored verdict for the device and exit")
+    p.add_argument("--no-timing", action="store_true", help="parity and noise cases only")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="also time torch.compile of the reference (default: on a GPU only; compiling takes "
+                        "minutes on a CPU)")
+    args = p.parse_args(argv)
+    import torch
+
+    from gentk import selftest
+
+    device = str(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    if device == "cuda":
+        device = f"cuda:{torch.cuda.current_device()}"
+    on_gpu = device.startswith("cuda")
+    for backend in args.backends or ():
+        if (backend == "cpp") == on_gpu:
+            raise CommandError(f"--backends {backend}: runs on {'CPU' if backend == 'cpp' else 'CUDA'} tensors, "
+                               f"not on {device}")
+    compile_ = on_gpu if args.compile is None else args.compile
+    return selftest.command(device, args.families, args.backends, args.show, timing=not args.no_timing,
+                            compile=compile_ and not args.no_timing)
+
+
 COMMANDS = {
     "train": (cmd_train, "train a model (gentk train MODEL --help)"),
     "sample": (cmd_sample, "draw samples from a checkpoint into a PNG grid"),
     "eval": (cmd_eval, "test ELBO/NLL and evaluator-classifier sample metrics of a checkpoint"),
     "profile": (cmd_profile, "time training steps: pure PyTorch vs gentk kernels, top operators"),
     "bench": (cmd_bench, "run the kernel benchmarks (from a source checkout)"),
+    "selftest": (cmd_selftest, "test gentk's kernels on this device; `auto` on CUDA uses what passed"),
 }
 
 

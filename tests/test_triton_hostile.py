@@ -12,6 +12,7 @@ import gentk
 
 pytest.importorskip("triton")
 pytestmark = [
+    pytest.mark.cuda,  # on a GPU these run there (benchmarks/gpu.sh: pytest -m cuda)
     pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
                        reason="Triton needs a GPU or TRITON_INTERPRET=1"),
     pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),  # numpy under the interpreter

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 triton = pytest.importorskip("triton")
+pytestmark = pytest.mark.cuda  # on a GPU these run there (benchmarks/gpu.sh: pytest -m cuda)
 
 import gentk  # noqa: E402
 import gentk.ops.triton.instance_norm  # noqa: E402,F401  (registers the *_triton ops)

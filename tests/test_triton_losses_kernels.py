@@ -10,6 +10,7 @@ import gentk
 
 triton = pytest.importorskip("triton")
 pytestmark = [
+    pytest.mark.cuda,  # on a GPU these run there (benchmarks/gpu.sh: pytest -m cuda)
     pytest.mark.skipif(not gentk.extension_available(), reason="gentk._C not built"),
     pytest.mark.skipif(not (torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"),
                        reason="Triton needs a GPU or TRITON_INTERPRET=1"),
