@@ -639,9 +639,9 @@ def cmd_selftest(argv):
     if device == "cuda":
         device = f"cuda:{torch.cuda.current_device()}"
     on_gpu = device.startswith("cuda")
-    for backend in args.backends or ():
-        if (backend == "cpp") == on_gpu:
-            raise CommandError(f"--backends {backend}: runs on {'CPU' if backend == 'cpp' else 'CUDA'} tensors, "
+    for backend, runs_on_gpu in (("cpp", False), ("cuda", True)):
+        if backend in (args.backends or ()) and runs_on_gpu != on_gpu:
+            raise CommandError(f"--backends {backend}: runs on {'CUDA' if runs_on_gpu else 'CPU'} tensors, "
                                f"not on {device}")
     compile_ = on_gpu if args.compile is None else args.compile
     return selftest.command(device, args.families, args.backends, args.show, timing=not args.no_timing,
