@@ -25,7 +25,7 @@ import sys
 import torch
 
 from benchmarks.quality import CACHE, QUALITY_MD, Stopwatch, machine, mnist_evaluator, mnist_split, write_section
-from gentk.metrics.classifier import _predict, frechet_distance
+from gentk.metrics.classifier import frechet_distance, predict
 from gentk.models import build
 from gentk.train import Trainer, save_grid
 
@@ -77,10 +77,10 @@ def evaluate(name, model, evaluator, train_set, held_out, out):
             samples = model.sample(N_SAMPLES, generator=gen)
         else:  # cgan: labels; infogan: the categorical code
             samples = model.sample(N_SAMPLES, labels=labels, generator=gen)
-    feats, logits = _predict(evaluator, samples)
+    feats, logits = predict(evaluator, samples)
     predicted = logits.argmax(1)
-    held_feats, _ = _predict(evaluator, held_out.tensors[0])
-    train_feats, _ = _predict(evaluator, train_set.tensors[0][:len(held_out)])
+    held_feats, _ = predict(evaluator, held_out.tensors[0])
+    train_feats, _ = predict(evaluator, train_set.tensors[0][:len(held_out)])
     shares = class_shares(predicted)
     result = {
         "min_class_share": shares.min().item(),

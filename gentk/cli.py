@@ -412,18 +412,18 @@ def cmd_sample(argv):
             labels = torch.tensor([int(v) for v in args.labels.split(",")], device=device)
         except ValueError:
             raise CommandError(f"--labels: expected comma-separated integers, got {args.labels!r}") from None
-        classes = getattr(model, "classes", None)
+        classes = model.classes
         if isinstance(classes, int) and len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= classes):
             bad = next(int(v) for v in labels if not 0 <= int(v) < classes)
             raise CommandError(f"--labels: {bad} is not a class of this {model.name} model (it has {classes} "
                                f"classes: 0 to {classes - 1})")
         per_label = (args.n + len(labels) - 1) // len(labels)
         labels = labels.repeat_interleave(per_label)[:args.n]
-    if args.sweeps and not hasattr(model, "code_sweeps"):
+    if args.sweeps and not model.can("code_sweeps"):
         raise CommandError(f"--sweeps: model {model.name} has no latent codes to sweep")
     model.eval()
     if args.traverse:
-        if not hasattr(model, "traverse"):
+        if not model.can("traverse"):
             raise CommandError(f"model {model.name} has no latent traversal; --traverse applies to beta_vae and "
                                f"joint_vae")
         if args.traverse_steps < 2:
@@ -436,14 +436,14 @@ def cmd_sample(argv):
         save_grid(path, images, nrow=nrow)
         print(path)
         return 0
-    if hasattr(model, "translation_grid"):  # image-to-image models translate the first test images
-        from gentk.train.trainer import _fetch
+    if model.can("translation"):  # image-to-image models translate the first test images
+        from gentk.train import fetch_batch
 
         data_cfg = state["config"].get("data", {})
         test = _load_data(data_cfg.get("name", model.default_data), "test", data_cfg.get("root"),
                           data_cfg.get("resolution", 28), state["config"].get("trainer", {}).get("seed", 0))
         torch.manual_seed(args.seed)  # unpaired sets draw their B side at random
-        images, nrow = model.translation_grid(_fetch(test, list(range(min(args.n, len(test))))))
+        images, nrow = model.translation_grid(fetch_batch(test, list(range(min(args.n, len(test))))))
         path = args.out or os.path.join(_run_dir(ckpt.resolve(args.checkpoint)), f"sample_{state['step']:08d}.png")
         save_grid(path, images, nrow=nrow)
         print(path)
@@ -530,7 +530,7 @@ def cmd_profile(argv):
 
     import gentk
     from gentk.train import seed_everything
-    from gentk.train.trainer import _fetch, _to
+    from gentk.train import fetch_batch, to_device
 
     _check_data_kind(model_cls, args.data)
     if args.threads:
@@ -544,7 +544,7 @@ def cmd_profile(argv):
         model_cls(**config)  # bad hyperparameters: one line naming them, before anything is timed
     except (TypeError, ValueError) as e:
         raise CommandError(f"{model_cls.name}: {e}") from None
-    batch = _to(_fetch(data, list(range(args.batch_size))), device)
+    batch = to_device(fetch_batch(data, list(range(args.batch_size))), device)
     from gentk.profile import interleaved_step_times
 
     gentk_backend = args.backend if args.backend != "torch" else "auto"

@@ -17,22 +17,24 @@ def evaluate(model, test_data, *, train_data=None, dataset_key=None, cache_dir=N
     evaluator can be trained on train_data, cached under cache_dir)."""
     import torch
 
+    from gentk.models.base import model_can
+
     results = {}
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        if hasattr(model, "negative_elbo"):
+        if model_can(model, "elbo"):
             results["test_neg_elbo"] = negative_elbo(model, test_data, max_examples=max_examples)
-        if hasattr(model, "log_importance_weights") and k:
+        if model_can(model, "importance_nll") and k:
             results[f"test_nll_k{k}"] = importance_nll(model, test_data, k=k, max_examples=max_examples)
-        if hasattr(model, "kl_per_dimension"):
+        if model_can(model, "latent_kl"):
             kls = per_dimension_kl(model, test_data, max_examples=max_examples)
             results.update({f"test_kl_{name}": v for name, v in kls.items()})
             results["test_kl_total"] = sum(kls.values())
-            if hasattr(model, "capacity_targets"):
+            if model_can(model, "capacity"):
                 results.update(capacity_tracking(model, kls))
-        if hasattr(model, "categorical_codes") and hasattr(test_data, "tensors") and len(test_data.tensors) > 1:
+        if model_can(model, "categorical_codes") and hasattr(test_data, "tensors") and len(test_data.tensors) > 1:
             results.update(categorical_accuracy(model, test_data, max_examples=max_examples))
-        if hasattr(model, "evaluate_translation"):  # image-to-image models: their own test metrics
+        if model_can(model, "translation"):  # image-to-image models: their own test metrics
             model.eval()
             results.update(model.evaluate_translation(test_data, max_examples=max_examples))
             model.train()

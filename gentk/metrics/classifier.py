@@ -36,7 +36,8 @@ class EvaluatorCNN(nn.Module):
 
 
 @torch.no_grad()
-def _predict(net, images, batch_size=1000):
+def predict(net, images, batch_size=1000):
+    """(features, logits) of the evaluator ``net`` for ``images``, in batches."""
     net.eval()
     feats, logits = [], []
     for i in range(0, len(images), batch_size):
@@ -68,7 +69,7 @@ def train_evaluator(train_images, train_labels, classes=None, epochs=4, batch_si
 
 
 def accuracy(net, images, labels):
-    _, logits = _predict(net, images)
+    _, logits = predict(net, images)
     return (logits.argmax(1) == labels).float().mean().item()
 
 
@@ -105,7 +106,7 @@ def frechet_distance(feats_a, feats_b):
 def sample_metrics(net, samples, real_images=None, labels=None):
     """coverage: share of classes predicted for at least half their uniform share of samples;
     entropy: of the predicted-class histogram, divided by log(classes) (1 = uniform)."""
-    feats, logits = _predict(net, samples)
+    feats, logits = predict(net, samples)
     classes = logits.shape[1]
     predicted = logits.argmax(1)
     counts = torch.bincount(predicted, minlength=classes).double()
@@ -119,6 +120,6 @@ def sample_metrics(net, samples, real_images=None, labels=None):
     if labels is not None:
         result["accuracy"] = (predicted == labels.to(predicted.device)).float().mean().item()
     if real_images is not None:
-        real_feats, _ = _predict(net, real_images)
+        real_feats, _ = predict(net, real_images)
         result["frechet_distance"] = frechet_distance(feats, real_feats)
     return result

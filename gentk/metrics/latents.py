@@ -13,7 +13,7 @@ and ``capacity_targets() -> {name: (C, latent-name prefix)}``.
 """
 import torch
 
-from gentk.metrics.likelihood import _batches
+from gentk.metrics.likelihood import image_batches
 
 
 def best_assignment(weights):
@@ -88,7 +88,7 @@ def per_dimension_kl(model, data, batch_size=500, max_examples=None):
     """{latent name: mean KL in nats} over the data (model.kl_per_dimension)."""
     model.eval()
     totals, count = {}, 0
-    for x in _batches(data, batch_size, max_examples, model.device):
+    for x in image_batches(data, batch_size, max_examples, model.device):
         for name, kl in model.kl_per_dimension(x).items():
             totals[name] = totals.get(name, 0.0) + kl.double().sum().item()
         count += len(x)

@@ -14,7 +14,8 @@ import torch
 from gentk.models.base import first_tensor
 
 
-def _batches(data, batch_size, max_examples, device):
+def image_batches(data, batch_size, max_examples, device):
+    """The images of ``data`` (its first tensor), at most ``max_examples``, in batches on ``device``."""
     if hasattr(data, "tensors"):
         images = data.tensors[0]
     else:
@@ -29,7 +30,7 @@ def _batches(data, batch_size, max_examples, device):
 def negative_elbo(model, data, batch_size=500, max_examples=None):
     model.eval()
     total, count = 0.0, 0
-    for x in _batches(data, batch_size, max_examples, model.device):
+    for x in image_batches(data, batch_size, max_examples, model.device):
         total += model.negative_elbo(x).double().sum().item()
         count += len(x)
     model.train()
@@ -43,7 +44,7 @@ def importance_nll(model, data, k=100, max_examples=None, budget=5000):
         raise ValueError(f"importance_nll: k must be at least 1, got {k}")
     model.eval()
     total, count = 0.0, 0
-    for x in _batches(data, max(1, budget // k), max_examples, model.device):
+    for x in image_batches(data, max(1, budget // k), max_examples, model.device):
         log_w = model.log_importance_weights(x, k).double()
         total += -(torch.logsumexp(log_w, dim=0) - math.log(k)).sum().item()
         count += len(x)

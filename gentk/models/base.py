@@ -13,6 +13,21 @@ import contextlib
 import torch
 from torch import nn
 
+#: What a model can do beyond training and sampling: capability -> the methods it brings.
+#: Each model class declares its own in ``capabilities``; the CLI and ``gentk.metrics.evaluate``
+#: ask ``model_can(model, name)`` (tests/test_models_contract.py holds declarations and methods
+#: together).
+CAPABILITIES = {
+    "elbo": ("negative_elbo",),                                 # test negative ELBO
+    "importance_nll": ("log_importance_weights",),              # importance-sampled NLL
+    "latent_kl": ("kl_per_dimension",),                         # KL of q(z|x) per latent dimension
+    "capacity": ("capacity_targets",),                          # a scheduled KL capacity to track
+    "categorical_codes": ("categorical_codes",),                # discrete codes to score against labels
+    "traverse": ("traverse",),                                  # latent traversal grids
+    "code_sweeps": ("code_sweeps",),                            # per-code sample sweeps (InfoGAN)
+    "translation": ("translation_grid", "evaluate_translation"),  # image-to-image grids and metrics
+}
+
 
 class GenerativeModel:
     #: registry name, paper and data set kind ("labelled", "paired", "unpaired", "attributes")
@@ -20,8 +35,12 @@ class GenerativeModel:
     paper = ""
     data_kind = "labelled"
     default_data = "digits"
-    #: whether sample() takes labels (class or attribute targets)
+    #: whether sample() takes labels (class or attribute targets); ``classes``: how many class
+    #: labels it takes (None: no class labels, e.g. attribute targets)
     conditional = False
+    classes = None
+    #: names from CAPABILITIES this model has
+    capabilities = frozenset()
 
     def __init__(self, **config):
         self.config = dict(config)
@@ -65,6 +84,13 @@ class GenerativeModel:
 
     def load_extra_state(self, state):
         pass
+
+    @classmethod
+    def can(cls, capability):
+        """Whether the model declares ``capability`` (a key of CAPABILITIES)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown model capability {capability!r}; choose one of {', '.join(CAPABILITIES)}")
+        return capability in cls.capabilities
 
     # --- shared machinery -------------------------------------------------------------
     def to(self, device):
@@ -123,6 +149,24 @@ class GenerativeModel:
             self.scaler.scale(loss).backward(retain_graph=retain_graph)
             self.scaler.step(optimizer)
             self.scaler.update()
+
+
+def model_can(model, capability):
+    """``model.can(capability)`` for a gentk model; a model of the user's own that does not derive
+    from GenerativeModel has a capability when it has all of its methods."""
+    if isinstance(model, GenerativeModel):
+        return model.can(capability)
+    return all(callable(getattr(model, method, None)) for method in CAPABILITIES[capability])
+
+
+def to_model_range(x):
+    """Data images in [0, 1] -> the networks' [-1, 1] (tanh outputs)."""
+    return x * 2 - 1
+
+
+def to_image_range(x):
+    """A tanh network's [-1, 1] -> images in [0, 1]."""
+    return ((x + 1) / 2).clamp(0, 1)
 
 
 def first_tensor(batch):

@@ -16,12 +16,11 @@ Adam 5e-4 (Burgess). Each training step also reports the KL of every latent dime
 (``kl/0``, ``kl/1``, ... in metrics.jsonl), so one sees which latents carry information;
 ``traverse()`` sweeps each latent over +-3 prior standard deviations.
 """
-import math
-
 import torch
 
 import gentk
 from gentk.models.base import first_tensor, host_floats
+from gentk.models.checks import check_int, check_number
 from gentk.models.vae import ARCHITECTURES, VAE
 
 BURGESS_C_STOP = 100_000
@@ -45,21 +44,6 @@ def scaled_ramp(paper_steps, paper_data, train_size):
     return max(1, round(paper_steps * train_size / paper_data))
 
 
-def check_number(name, value, minimum=None, strictly=False):
-    """A finite real hyperparameter, optionally bounded below; errors name the argument."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and (value <= minimum if strictly else value < minimum):
-        raise ValueError(f"{name} must be {'>' if strictly else '>='} {minimum}, got {value}")
-    return float(value)
-
-
-def check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def sweep(steps, device):
     """The traversal values: ``steps`` points evenly from -3 to +3 prior standard deviations."""
     check_int("steps", steps, 2)
@@ -68,6 +52,7 @@ def sweep(steps, device):
 
 class BetaVAE(VAE):
     name = "beta_vae"
+    capabilities = frozenset({"elbo", "importance_nll", "latent_kl", "capacity", "traverse"})
     paper = "Higgins et al. 2017 (H, beta*KL); Burgess et al. 2018 (B, gamma*|KL - C|)"
     data_kind = "labelled"
 

@@ -22,9 +22,9 @@ import torch
 
 import gentk
 from gentk.models.adversarial import AdversarialModel, generator_loss, init_normal, set_requires_grad
-from gentk.models.base import host_floats
+from gentk.models.base import host_floats, to_image_range, to_model_range
 from gentk.models.image_nets import (ExampleInputs, PatchDiscriminator, ResnetGenerator, batches, default_width,
-                                     patch_layers, to_signed, to_unit, translation_grid)
+                                     patch_layers, translation_grid)
 
 
 class ImagePool:
@@ -75,6 +75,7 @@ def linear_decay(total_steps):
 
 class CycleGAN(AdversarialModel):
     name = "cyclegan"
+    capabilities = frozenset({"translation"})
     paper = "Zhu et al. 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks"
     data_kind = "unpaired"
     default_data = "digits-thickness"
@@ -144,7 +145,7 @@ class CycleGAN(AdversarialModel):
         return self.scheds
 
     def d_step(self, batch):
-        real_a, real_b = to_signed(batch[0]), to_signed(batch[1])
+        real_a, real_b = to_model_range(batch[0]), to_model_range(batch[1])
         self.examples.remember(batch[0], batch[1])
         with self.autocast():
             if self.generator_steps_next():
@@ -164,7 +165,7 @@ class CycleGAN(AdversarialModel):
         return parts
 
     def g_step(self, batch):
-        real_a, real_b = to_signed(batch[0]), to_signed(batch[1])
+        real_a, real_b = to_model_range(batch[0]), to_model_range(batch[1])
         fakes, self._fakes = self._fakes, None
         set_requires_grad([self.disc_a, self.disc_b], False)
         with self.autocast():
@@ -197,7 +198,7 @@ class CycleGAN(AdversarialModel):
     def translate(self, images, direction="AtoB"):
         """G_AB (``AtoB``) or G_BA (``BtoA``) of images in [0, 1], in [0, 1]."""
         gen = self.gen_ab if direction == "AtoB" else self.gen_ba
-        return to_unit(gen(to_signed(images.to(self.device))).float())
+        return to_image_range(gen(to_model_range(images.to(self.device))).float())
 
     @torch.no_grad()
     def sample(self, n, labels=None, generator=None, inputs=None, direction="AtoB"):

@@ -135,16 +135,6 @@ def init_weights(net):
     return net
 
 
-def to_model_range(x):
-    """Data images in [0, 1] -> the networks' [-1, 1]."""
-    return x * 2 - 1
-
-
-def to_image_range(x):
-    """The generator's [-1, 1] -> images in [0, 1]."""
-    return ((x + 1) / 2).clamp(0, 1)
-
-
 def noise_like(n, dim, generator, device):
     """N(0, I) noise [n, dim] drawn on the generator's device (CPU when none) and moved to ``device``."""
     return torch.randn(n, dim, generator=generator,

@@ -14,9 +14,8 @@ One trainer step is one critic update on a real batch and as many fakes; every
 import torch
 
 from gentk.models.adversarial import AdversarialModel, generator_loss, set_requires_grad
-from gentk.models.base import first_tensor, host_floats
-from gentk.models.dcgan_nets import (Discriminator, Generator, check_arch, init_weights, noise_like,
-                                     to_image_range, to_model_range)
+from gentk.models.base import first_tensor, host_floats, to_image_range, to_model_range
+from gentk.models.dcgan_nets import Discriminator, Generator, check_arch, init_weights, noise_like
 
 
 class GAN(AdversarialModel):

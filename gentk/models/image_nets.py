@@ -13,8 +13,8 @@ each residual block carries the skip) when ``fused=True``; ``fused=False`` build
 network from plain ``torch.nn`` layers with identical state_dict keys, so weights move
 between the two (the tests compare their outputs).
 
-Images enter and leave the networks in [-1, 1] (tanh output); :func:`to_signed` /
-:func:`to_unit` convert from and to the data sets' [0, 1].
+Images enter and leave the networks in [-1, 1] (tanh output); :func:`gentk.models.base.to_model_range`
+/ :func:`~gentk.models.base.to_image_range` convert from and to the data sets' [0, 1].
 """
 import contextlib
 import math
@@ -25,14 +25,6 @@ from torch import nn
 from gentk.nn import InstanceNorm2d, InstanceNormAct2d, ResidualBlock
 
 NORMS = ("batch", "instance")
-
-
-def to_signed(x):
-    return x * 2 - 1
-
-
-def to_unit(x):
-    return ((x + 1) / 2).clamp(0, 1)
 
 
 def default_width(resolution, paper=64, small=16):

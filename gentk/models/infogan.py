@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gentk.models.adversarial import generator_loss, set_requires_grad
-from gentk.models.base import first_tensor, host_floats
-from gentk.models.dcgan_nets import init_weights, noise_like, to_model_range
+from gentk.models.base import first_tensor, host_floats, to_model_range
+from gentk.models.dcgan_nets import init_weights, noise_like
 from gentk.models.gan import GAN
 
 SWEEP_COLUMNS = 8
@@ -35,6 +35,7 @@ SWEEP_RANGE = 2.0
 
 class InfoGAN(GAN):
     name = "infogan"
+    capabilities = frozenset({"code_sweeps"})
     paper = "Chen et al. 2016, InfoGAN: Interpretable Representation Learning by Information Maximizing GANs"
     default_noise = 62
 

@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 import gentk
 from gentk.models.base import GenerativeModel, first_tensor, host_floats
-from gentk.models.beta_vae import check_int, check_number, linear_capacity, scaled_ramp, sweep
+from gentk.models.beta_vae import linear_capacity, scaled_ramp, sweep
+from gentk.models.checks import check_int, check_number
 from gentk.models.vae import ARCHITECTURES, build_networks, reconstruction_grid
 
 DUPONT_STEPS = 25_000
@@ -73,6 +74,7 @@ def marginal_kl_uniform(logits):
 
 class JointVAE(GenerativeModel):
     name = "joint_vae"
+    capabilities = frozenset({"elbo", "importance_nll", "latent_kl", "capacity", "traverse", "categorical_codes"})
     paper = "Dupont 2018, Learning Disentangled Joint Continuous and Discrete Representations"
     data_kind = "labelled"
 

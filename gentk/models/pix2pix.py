@@ -16,13 +16,14 @@ import torch
 
 import gentk
 from gentk.models.adversarial import AdversarialModel, generator_loss, init_normal, set_requires_grad
-from gentk.models.base import host_floats
+from gentk.models.base import host_floats, to_image_range, to_model_range
 from gentk.models.image_nets import (NORMS, ExampleInputs, PatchDiscriminator, UnetGenerator, batches,
-                                     default_width, patch_layers, psnr, to_signed, to_unit, translation_grid)
+                                     default_width, patch_layers, psnr, translation_grid)
 
 
 class Pix2Pix(AdversarialModel):
     name = "pix2pix"
+    capabilities = frozenset({"translation"})
     paper = "Isola et al. 2017, Image-to-Image Translation with Conditional Adversarial Networks"
     data_kind = "paired"
     default_data = "digits-edges"
@@ -79,7 +80,7 @@ class Pix2Pix(AdversarialModel):
         """(input, target) in [-1, 1] for the configured direction."""
         a, b = batch[0], batch[1]
         source, target = (a, b) if self.direction == "AtoB" else (b, a)
-        return to_signed(source), to_signed(target)
+        return to_model_range(source), to_model_range(target)
 
     def d_step(self, batch):
         source, target = self.split(batch)
@@ -117,7 +118,7 @@ class Pix2Pix(AdversarialModel):
     @torch.no_grad()
     def translate(self, source):
         """Generator output in [0, 1] for inputs in [0, 1]."""
-        return to_unit(self.generator(to_signed(source.to(self.device))).float())
+        return to_image_range(self.generator(to_model_range(source.to(self.device))).float())
 
     @torch.no_grad()
     def sample(self, n, labels=None, generator=None, inputs=None):

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 
 import gentk
 from gentk.models.adversarial import AdversarialModel, generator_loss, set_requires_grad
-from gentk.models.base import host_floats
+from gentk.models.base import host_floats, to_image_range, to_model_range
 from gentk.models.image_nets import (ExampleInputs, ResnetGenerator, StarDiscriminator, batches, default_width,
-                                     instance_statistics, to_signed, to_unit, translation_grid)
+                                     instance_statistics, translation_grid)
 
 LABEL_MODES = ("multi", "single")
 
@@ -57,6 +57,7 @@ def classification_loss(logits, target, label_mode):
 
 class StarGAN(AdversarialModel):
     name = "stargan"
+    capabilities = frozenset({"translation"})
     paper = "Choi et al. 2018, StarGAN: Unified GANs for Multi-Domain Image-to-Image Translation"
     data_kind = "attributes"
     default_data = "digits-colour"
@@ -150,7 +151,7 @@ class StarGAN(AdversarialModel):
 
     # --- training ----------------------------------------------------------------------------
     def d_step(self, batch):
-        real, c_org = to_signed(batch[0]), self.labels_of(batch[1])
+        real, c_org = to_model_range(batch[0]), self.labels_of(batch[1])
         self.examples.remember(batch[0], batch[1])
         c_trg = c_org[torch.randperm(len(c_org), device=c_org.device)]
         with self.autocast():
@@ -170,7 +171,7 @@ class StarGAN(AdversarialModel):
         return host_floats({**parts, "d_cls": cls})
 
     def g_step(self, batch):
-        real = to_signed(batch[0])
+        real = to_model_range(batch[0])
         cached, self._cached = self._cached, None
         set_requires_grad(self.discriminator, False)
         with self.autocast():
@@ -201,9 +202,9 @@ class StarGAN(AdversarialModel):
         domains and wreck the translations (see :func:`instance_statistics`)."""
         images, target = images.to(self.device), target.to(self.device)
         if running_stats:
-            return to_unit(self.generator(tile_labels(to_signed(images), target)).float())
+            return to_image_range(self.generator(tile_labels(to_model_range(images), target)).float())
         with instance_statistics(self.generator):
-            return to_unit(self.generator(tile_labels(to_signed(images), target)).float())
+            return to_image_range(self.generator(tile_labels(to_model_range(images), target)).float())
 
     @torch.no_grad()
     def sample(self, n, labels=None, generator=None, inputs=None, attributes=None):
@@ -247,11 +248,11 @@ class StarGAN(AdversarialModel):
         for images, attributes in batches(test_data, max_examples=max_examples):
             images = images.to(self.device)
             c_org = self.labels_of(attributes.to(self.device))
-            _, real_cls = self.discriminator(to_signed(images))
+            _, real_cls = self.discriminator(to_model_range(images))
             real_hits += self._matches(real_cls, c_org).sum().item()
             for target in self.domain_targets(c_org):
                 fake = self.translate(images, target)
-                _, cls = self.discriminator(to_signed(fake))
+                _, cls = self.discriminator(to_model_range(fake))
                 hits += self._matches(cls, target).sum().item()
                 rec += (self.translate(fake, c_org) - images).abs().flatten(1).mean(1).sum().item()
                 translations += len(images)

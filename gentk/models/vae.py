@@ -80,6 +80,7 @@ def reconstruction_grid(x, reconstruct):
 
 class VAE(GenerativeModel):
     name = "vae"
+    capabilities = frozenset({"elbo", "importance_nll"})
     paper = "Kingma & Welling 2014, Auto-Encoding Variational Bayes"
     data_kind = "labelled"
 

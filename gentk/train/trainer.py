@@ -36,18 +36,20 @@ _RUN_FILES = (("checkpoints", r"step_\d+\.pt"), ("samples", r"step_\d+\.png"),
               ("tensorboard", r"events\.out\.tfevents\..*"), ("", r"metrics\.jsonl|samples\.png"))
 
 
-def _fetch(dataset, indices):
+def fetch_batch(dataset, indices):
+    """The examples at ``indices`` collated into one batch (a TensorDataset by indexing its tensors)."""
     if hasattr(dataset, "tensors"):
         index = torch.as_tensor(indices)
         return tuple(t[index] for t in dataset.tensors)
     return default_collate([dataset[i] for i in indices])
 
 
-def _to(batch, device):
+def to_device(batch, device):
+    """A batch (tensor, or tuple/list of tensors and others) on ``device``."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, (tuple, list)):
-        return type(batch)(_to(b, device) for b in batch)
+        return type(batch)(to_device(b, device) for b in batch)
     return batch
 
 
@@ -327,7 +329,7 @@ class Trainer:
                 order = list(self.sampler)
                 for b in range(first, self.steps_per_epoch):
                     indices = order[b * self.local_batch:(b + 1) * self.local_batch]
-                    batch = _to(_fetch(self.data, indices), self.device)
+                    batch = to_device(fetch_batch(self.data, indices), self.device)
                     losses = self.model.train_step(batch)
                     self.step += 1
                     images_seen += self.batch_size
