@@ -10,13 +10,7 @@ loads / stores per tensor, so every counter runs through Philox once.
 
 Math runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for float64.
 
-Under ``TRITON_INTERPRET=1`` (CPU tensors), :func:`torch.library.wrap_triton` hands back
-the plain interpreted kernel instead of a traceable wrapper, so the launcher cannot be
-traced with fake tensors the way ``triton_op`` expects. This module therefore (a) skips
-kernel launches on fake / meta tensors (the launcher then only computes shapes, which is
-what a fake implementation is) and (b) keeps the ops opaque under ``FunctionalTensorMode``
-instead of decomposing them (a decomposed graph would hold no kernel at all, since
-nothing was traced). With a real Triton backend both behave as ``triton_op`` intends.
+Under ``TRITON_INTERPRET=1`` the launchers behave as ``gentk/ops/triton/runtime.py`` describes.
 """
 from typing import Optional
 
@@ -28,6 +22,7 @@ from torch.library import triton_op, wrap_triton
 from gentk.ops.registration.gaussian import register_autograd
 from gentk.ops.triton import checks
 from gentk.ops.triton.philox import philox_at
+from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole
 
 __all__ = [
     "reparameterize",
@@ -201,17 +196,6 @@ def _gaussian_bwd_kernel(gz_ptr, gk_ptr, mu_ptr, logvar_ptr, eps_ptr, seed_ptr, 
 # Launch helpers
 # ---------------------------------------------------------------------------------------
 
-def _kernel_is_interpreted(kernel) -> bool:
-    try:
-        from triton.runtime.interpreter import InterpretedFunction
-    except ImportError:  # pragma: no cover - very old / unusual triton builds
-        return False
-    return isinstance(kernel, InterpretedFunction)
-
-
-#: True when @triton.jit produced interpreter functions (TRITON_INTERPRET=1 at import).
-INTERPRETED = _kernel_is_interpreted(_gaussian_fwd_kernel)
-
 # Counter groups per program: 16 groups = 1024 elements on a GPU. The interpreter runs each
 # program as a sequence of numpy calls, so its cost is per program, not per element: it
 # takes blocks of up to 256K elements (a 2M-element input: ~1.5 s instead of ~40 s with
@@ -226,18 +210,6 @@ def _block_g(n: int) -> int:
 
 def _grid(n: int, block_g: int):
     return (triton.cdiv(triton.cdiv(n, NOISE_GROUP), block_g),)
-
-
-def _can_launch(*tensors) -> bool:
-    """False where an interpreted kernel would be handed fake / meta tensors."""
-    if not INTERPRETED:
-        return True  # wrap_triton traces or launches as appropriate
-    from torch._subclasses.fake_tensor import is_fake
-
-    for t in tensors:
-        if t is not None and (t.is_meta or is_fake(t)):
-            return False
-    return True
 
 
 def _check_inputs(op: str, mu, logvar, eps, seed, needs_noise: bool, mu_name: str = "mu"):
@@ -285,7 +257,7 @@ def _forward(op, mu, logvar, eps, seed, want_z, want_kl, reduce, scale):
     partial = None
     if want_kl and reduce:
         partial = torch.empty(grid[0], device=mu.device, dtype=torch.float64 if f64 else torch.float32)
-    if _can_launch(mu, logvar, eps_arg, seed_arg):
+    if can_launch(mu, logvar, eps_arg, seed_arg):
         wrap_triton(_gaussian_fwd_kernel)[grid](
             mu, logvar, eps_arg, seed_arg, z, kl_elem, partial, n,
             HAS_Z=want_z, HAS_EPS=has_eps, WANT_KL=want_kl, REDUCE=bool(reduce), F64=f64,
@@ -317,7 +289,7 @@ def _backward(op, grad_z, grad_kl, mu, logvar, eps, seed, scale, want_grad_mu):
     if n == 0:
         return grad_mu, grad_logvar
     block_g = _block_g(n)
-    if _can_launch(gz, gk, mu, logvar, eps_arg, seed_arg):
+    if can_launch(gz, gk, mu, logvar, eps_arg, seed_arg):
         wrap_triton(_gaussian_bwd_kernel)[_grid(n, block_g)](
             gz, gk, mu if want_grad_mu else None, logvar, eps_arg, seed_arg, grad_mu, grad_logvar,
             n, float(scale),
@@ -408,17 +380,7 @@ _OPS = (
     reparameterize_kl_backward,
 )
 
-if INTERPRETED:
-    # See the module docstring: keep the ops whole under FunctionalTensorMode (AOT
-    # autograd, torch.compile) rather than decompose a launcher whose kernels the
-    # interpreter cannot trace.
-    from torch._subclasses.functional_tensor import FunctionalTensorMode
-
-    def _no_decomposition(mode, op, types, args, kwargs):
-        return mode.__torch_dispatch__(op, types, args, kwargs)
-
-    for _op in _OPS:
-        _op.register_torch_dispatch(FunctionalTensorMode, _no_decomposition)
+keep_whole(_OPS)  # see gentk/ops/triton/runtime.py
 
 # No register_fakes("_triton"): triton_op already registered each launcher as its own fake
 # implementation (run on fake tensors, argument checks included). register_fakes would be

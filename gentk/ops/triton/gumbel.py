@@ -14,7 +14,7 @@ counter and keeps one of its four outputs: 4x the integer work of sharing a coun
 exchange for plain row tiles.
 
 Math runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for float64.
-Interpreter notes (fake tensors, FunctionalTensorMode): see gentk/ops/triton/gaussian.py.
+Interpreter notes (fake tensors, FunctionalTensorMode): see gentk/ops/triton/runtime.py.
 """
 from typing import Optional
 
@@ -25,7 +25,7 @@ from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.gumbel import register_autograd
 from gentk.ops.triton import checks
-from gentk.ops.triton.gaussian import INTERPRETED, _can_launch
+from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole, math_scalar
 from gentk.ops.triton.philox import philox_at
 
 __all__ = ["gumbel_softmax", "gumbel_softmax_backward", "categorical_kl_uniform", "categorical_kl_uniform_backward"]
@@ -48,16 +48,6 @@ def _gumbel_noise(seed_ptr, e, F64: tl.constexpr):
     if F64:
         u = u.to(tl.float64)
     return -tl.log(-tl.log(u))
-
-
-@triton.jit
-def _scalar(x, F64: tl.constexpr):
-    """A float64 scalar argument in the compute dtype (plain Python floats under the interpreter)."""
-    v = tl.full([], 1.0, tl.float64) * x
-    if F64:
-        return v
-    else:
-        return v.to(tl.float32)
 
 
 @triton.jit
@@ -113,7 +103,7 @@ def _gumbel_softmax_fwd_kernel(logits_ptr, gumbels_ptr, seed_ptr, out_ptr, rows,
         undefined = (tl.sum((s != s).to(tl.int32), axis=1) > 0) | (m == float("inf")) | (m == float("-inf"))
         y = tl.where(undefined[:, None], float("nan"), y)
     else:
-        y = _softmax_rows(s, mask, r < rows, _scalar(inv_tau, F64))
+        y = _softmax_rows(s, mask, r < rows, math_scalar(inv_tau, F64))
     tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -122,7 +112,7 @@ def _gumbel_softmax_bwd_kernel(grad_ptr, soft_ptr, logits_ptr, gumbels_ptr, seed
                                inv_tau: tl.float64, HAS_SOFT: tl.constexpr, NOISE: tl.constexpr,
                                F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
     r, c, mask, offs = _row_tile(rows, K, BLOCK_R, BLOCK_K)
-    inv = _scalar(inv_tau, F64)
+    inv = math_scalar(inv_tau, F64)
     if HAS_SOFT:
         y = _load(soft_ptr, offs, mask, 0.0, F64)
     else:
@@ -153,7 +143,7 @@ def _kl_fwd_kernel(logits_ptr, kl_ptr, partial_ptr, rows, K, log_k: tl.float64, 
                    F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr):
     r, c, mask, offs = _row_tile(rows, K, BLOCK_R, BLOCK_K)
     e, d, s, h = _entropy_rows(logits_ptr, offs, mask, r < rows, F64)
-    kl = h + _scalar(log_k, F64)
+    kl = h + math_scalar(log_k, F64)
     row_mask = r < rows
     if REDUCE:
         tl.store(partial_ptr + tl.program_id(0), tl.sum(tl.where(row_mask, kl, 0.0), axis=0))
@@ -170,7 +160,7 @@ def _kl_bwd_kernel(grad_ptr, logits_ptr, out_ptr, rows, K, scale: tl.float64, PE
         w = _load(grad_ptr, r, r < rows, 0.0, F64)
     else:
         # formed in float64 and rounded once, like the CPU kernels
-        w = _scalar(tl.load(grad_ptr).to(tl.float64) * scale, F64)
+        w = math_scalar(tl.load(grad_ptr).to(tl.float64) * scale, F64)
     log_q_minus_h = d - (tl.log(s) + h)[:, None]
     # 0 for q = 0 (a -inf logit), unless the row's KL is NaN
     res = tl.where((e == 0) & (h == h)[:, None], 0.0, (w / s)[:, None] * e * log_q_minus_h)
@@ -249,7 +239,7 @@ def gumbel_softmax(
     gumbels, seed, noise = _noise_args(gumbels, seed)
     out = torch.empty_like(logits)
     rows, k = _rows_cols(logits)
-    if rows == 0 or not _can_launch(logits, gumbels, seed):
+    if rows == 0 or not can_launch(logits, gumbels, seed):
         return out
     block_r, block_k, grid = _tiles(rows, k)
     wrap_triton(_gumbel_softmax_fwd_kernel)[grid](
@@ -284,7 +274,7 @@ def gumbel_softmax_backward(
     gumbels, seed, noise = _noise_args(gumbels, seed)
     out = torch.empty_like(grad)
     rows, k = _rows_cols(grad)
-    if rows == 0 or not _can_launch(grad, soft, logits, gumbels, seed):
+    if rows == 0 or not can_launch(grad, soft, logits, gumbels, seed):
         return out
     block_r, block_k, grid = _tiles(rows, k)
     wrap_triton(_gumbel_softmax_bwd_kernel)[grid](
@@ -307,7 +297,7 @@ def categorical_kl_uniform(logits: torch.Tensor, reduce: bool, scale: float) -> 
     block_r, block_k, grid = _tiles(rows, k)
     partial = torch.empty(grid[0], device=logits.device, dtype=torch.float64 if f64 else torch.float32) if reduce \
         else None
-    if _can_launch(logits):
+    if can_launch(logits):
         import math
 
         wrap_triton(_kl_fwd_kernel)[grid](
@@ -329,7 +319,7 @@ def categorical_kl_uniform_backward(grad: torch.Tensor, logits: torch.Tensor, sc
     per_row = grad.shape == logits.shape[:-1] and logits.dim() > 1
     grad = grad.contiguous() if per_row else grad.reshape(())
     out = torch.empty_like(logits)
-    if rows == 0 or not _can_launch(grad, logits):
+    if rows == 0 or not can_launch(grad, logits):
         return out
     block_r, block_k, grid = _tiles(rows, k)
     wrap_triton(_kl_bwd_kernel)[grid](
@@ -341,14 +331,6 @@ def categorical_kl_uniform_backward(grad: torch.Tensor, logits: torch.Tensor, sc
 
 _OPS = (gumbel_softmax, gumbel_softmax_backward, categorical_kl_uniform, categorical_kl_uniform_backward)
 
-if INTERPRETED:
-    # See gentk/ops/triton/gaussian.py: keep the ops whole under FunctionalTensorMode.
-    from torch._subclasses.functional_tensor import FunctionalTensorMode
-
-    def _no_decomposition(mode, op, types, args, kwargs):
-        return mode.__torch_dispatch__(op, types, args, kwargs)
-
-    for _op in _OPS:
-        _op.register_torch_dispatch(FunctionalTensorMode, _no_decomposition)
+keep_whole(_OPS)  # see gentk/ops/triton/runtime.py
 
 register_autograd("_triton")

@@ -9,7 +9,7 @@ passes (mean, then the centred sum of squares); backward recomputes the normaliz
 and the activation's mask from x and the per-plane (mean, var).
 
 Math runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for float64.
-See ``gentk/ops/triton/gaussian.py`` for why, under ``TRITON_INTERPRET=1``, launches are
+See ``gentk/ops/triton/runtime.py`` for why, under ``TRITON_INTERPRET=1``, launches are
 skipped on fake tensors and the ops stay whole under FunctionalTensorMode.
 """
 from typing import Optional
@@ -21,7 +21,7 @@ from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.instance_norm import output_format, register_autograd
 from gentk.ops.triton import checks
-from gentk.ops.triton.gaussian import INTERPRETED, _can_launch
+from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole
 
 __all__ = ["instance_norm", "instance_norm_backward"]
 
@@ -225,7 +225,7 @@ def instance_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optiona
     mean = x.new_empty((N, C), dtype=math)
     var = torch.empty_like(mean)
     res = residual.contiguous(memory_format=fmt) if residual is not None else None
-    if N * C * HW > 0 and _can_launch(x, weight, bias, running_mean, running_var, res):
+    if N * C * HW > 0 and can_launch(x, weight, bias, running_mean, running_var, res):
         wrap_triton(_instance_norm_fwd_kernel)[(N * C,)](
             x, weight, bias, running_mean, running_var, res, y, mean, var,
             C, HW, sn, sc, shw, float(eps), float(negative_slope),
@@ -258,7 +258,7 @@ def instance_norm_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: Option
     grad_x = torch.empty_like(x, memory_format=fmt)
     sum_g = x.new_zeros((N, C), dtype=math)
     sum_gx = torch.zeros_like(sum_g)
-    if N * C * HW > 0 and _can_launch(gy, x, weight, bias, mean, var):
+    if N * C * HW > 0 and can_launch(gy, x, weight, bias, mean, var):
         wrap_triton(_instance_norm_bwd_kernel)[(N * C,)](
             gy, x, weight, bias, mean.contiguous(), var.contiguous(), grad_x, sum_g, sum_gx,
             C, HW, sn, sc, shw, float(eps), float(negative_slope),
@@ -271,14 +271,7 @@ def instance_norm_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: Option
 
 _OPS = (instance_norm, instance_norm_backward)
 
-if INTERPRETED:
-    from torch._subclasses.functional_tensor import FunctionalTensorMode
-
-    def _no_decomposition(mode, op, types, args, kwargs):
-        return mode.__torch_dispatch__(op, types, args, kwargs)
-
-    for _op in _OPS:
-        _op.register_torch_dispatch(FunctionalTensorMode, _no_decomposition)
+keep_whole(_OPS)  # see gentk/ops/triton/runtime.py
 
 # triton_op registered each launcher as its own fake implementation (see gaussian.py).
 register_autograd("_triton")

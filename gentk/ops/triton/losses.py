@@ -13,7 +13,7 @@ schemas and semantics of the compiled ops (``csrc/losses.cpp``).
 Math runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for float64.
 Out-of-range BCE targets are checked by ``gentk.functional`` (the cpp kernel counts them
 in its own pass). Under ``TRITON_INTERPRET=1`` the launchers behave as described in
-:mod:`gentk.ops.triton.gaussian` (no launches on fake tensors, ops kept whole under
+:mod:`gentk.ops.triton.runtime` (no launches on fake tensors, ops kept whole under
 FunctionalTensorMode).
 """
 import torch
@@ -23,7 +23,7 @@ from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.losses import register_autograd
 from gentk.ops.triton import checks
-from gentk.ops.triton.gaussian import INTERPRETED, _can_launch
+from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole, math_scalar
 from gentk.ops.triton.philox import philox_at
 
 KIND = {"bce": 0, "square": 1, "linear": 2, "hinge": 3, "abs": 4}
@@ -41,16 +41,6 @@ def _load(ptr, offs, mask, F64: tl.constexpr):
         return x.to(tl.float64)
     else:
         return x.to(tl.float32)
-
-
-@triton.jit
-def _math_scalar(v, F64: tl.constexpr):
-    """A float64 scalar argument (a Python float under the interpreter) in the math type."""
-    t = tl.zeros([], tl.float64) + v
-    if F64:
-        return t
-    else:
-        return t.to(tl.float32)
 
 
 @triton.jit
@@ -94,9 +84,9 @@ def _loss_term_kernel(x_ptr, t_ptr, gout_ptr, loss_ptr, grad_ptr, partial_ptr, n
     # LOSS_MODE: 0 none, 1 partial sums, 2 store elements, 3 add into elements
     # GRAD_MODE: 0 none, 1 times grad_scale, 2 times grad_out and grad_scale
     # scalars arrive in float64 (rounded once, like the CPU kernels) and run in the math type
-    param = _math_scalar(param, F64)
-    loss_scale = _math_scalar(loss_scale, F64)
-    grad_scale = _math_scalar(grad_scale, F64)
+    param = math_scalar(param, F64)
+    loss_scale = math_scalar(loss_scale, F64)
+    grad_scale = math_scalar(grad_scale, F64)
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
@@ -246,7 +236,7 @@ def _term_sum(x, kind, param, target=None):
     grid = (triton.cdiv(n, block),)
     f64 = x.dtype == torch.float64
     partial = torch.empty(grid[0], device=x.device, dtype=torch.float64 if f64 else torch.float32)
-    if _can_launch(x, target):
+    if can_launch(x, target):
         wrap_triton(_loss_term_kernel)[grid](
             x, target, None, None, None, partial, n, float(param), 1.0, 1.0,
             KIND=kind, HAS_TARGET=target is not None, LOSS_MODE=1, GRAD_MODE=0, F64=f64, BLOCK=block)
@@ -258,7 +248,7 @@ def _term_elements(x, kind, param, out, accumulate, scale=1.0, target=None):
     if n == 0:
         return out
     block = _block(n)
-    if _can_launch(x, target, out):
+    if can_launch(x, target, out):
         wrap_triton(_loss_term_kernel)[(triton.cdiv(n, block),)](
             x, target, None, out, None, None, n, float(param), float(scale), 1.0,
             KIND=kind, HAS_TARGET=target is not None, LOSS_MODE=3 if accumulate else 2, GRAD_MODE=0,
@@ -277,8 +267,8 @@ def _term_grad(grad, x, kind, param, reduction, scale, target=None):
         gout, gscale, mode = grad.contiguous(), float(scale), 2
     else:
         gout, mode = None, 1
-        gscale = float(grad.reshape(()).item()) * scale if _can_launch(grad) else 0.0
-    if _can_launch(x, target, gout):
+        gscale = float(grad.reshape(()).item()) * scale if can_launch(grad) else 0.0
+    if can_launch(x, target, gout):
         wrap_triton(_loss_term_kernel)[(triton.cdiv(n, block),)](
             x, target, gout, None, out, None, n, float(param), 1.0, gscale,
             KIND=kind, HAS_TARGET=target is not None, LOSS_MODE=0, GRAD_MODE=mode,
@@ -428,7 +418,7 @@ def gp_interpolate(real: torch.Tensor, fake: torch.Tensor, seed: torch.Tensor) -
     real, fake, seed = real.contiguous(), fake.contiguous(), seed.contiguous()
     out = _empty(real)
     rows, cols = _rows(real)
-    if rows and cols and _can_launch(real, fake, seed):
+    if rows and cols and can_launch(real, fake, seed):
         block, grid = _row_grid(rows, cols)
         wrap_triton(_interpolate_kernel)[grid](real, fake, seed, out, None, cols, BACKWARD=False,
                                                F64=real.dtype == torch.float64, BLOCK=block)
@@ -444,7 +434,7 @@ def gp_interpolate_backward(grad: torch.Tensor, seed: torch.Tensor) -> tuple[tor
     grad, seed = grad.contiguous(), seed.contiguous()
     grad_real, grad_fake = _empty(grad), _empty(grad)
     rows, cols = _rows(grad)
-    if rows and cols and _can_launch(grad, seed):
+    if rows and cols and can_launch(grad, seed):
         block, grid = _row_grid(rows, cols)
         wrap_triton(_interpolate_kernel)[grid](grad, None, seed, grad_real, grad_fake, cols, BACKWARD=True,
                                                F64=grad.dtype == torch.float64, BLOCK=block)
@@ -459,7 +449,7 @@ def _row_sumsq(x):
     block, grid = _row_grid(rows, cols)
     f64 = x.dtype == torch.float64
     partial = torch.zeros(rows, grid[1], device=x.device, dtype=torch.float64 if f64 else torch.float32)
-    if _can_launch(x):
+    if can_launch(x):
         wrap_triton(_row_sumsq_kernel)[grid](x, partial, cols, grid[1], F64=f64, BLOCK=block)
     return partial.sum(1, dtype=torch.float64)
 
@@ -492,7 +482,7 @@ def grad_norm_penalty_backward(grad: torch.Tensor, grads: torch.Tensor, target: 
         n = _row_sumsq(grads).sqrt()
         coef = torch.where(n > 0, w * (1 - target / torch.where(n > 0, n, torch.ones_like(n))), torch.zeros_like(n))
     block, grid = _row_grid(rows, cols)
-    if _can_launch(grads, coef):
+    if can_launch(grads, coef):
         wrap_triton(_scale_rows_kernel)[grid](grads, coef, out, cols, F64=grads.dtype == torch.float64, BLOCK=block)
     return out
 
@@ -503,14 +493,7 @@ _OPS = (
     gp_interpolate, gp_interpolate_backward, grad_norm_penalty, grad_norm_penalty_backward,
 )
 
-if INTERPRETED:
-    from torch._subclasses.functional_tensor import FunctionalTensorMode
-
-    def _no_decomposition(mode, op, types, args, kwargs):
-        return mode.__torch_dispatch__(op, types, args, kwargs)
-
-    for _op in _OPS:
-        _op.register_torch_dispatch(FunctionalTensorMode, _no_decomposition)
+keep_whole(_OPS)  # see gentk/ops/triton/runtime.py
 
 # No register_fakes("_triton"): triton_op registers each launcher as its own fake.
 register_autograd("_triton")
