@@ -1,7 +1,6 @@
-// Autograd of the compiled gentk::instance_norm, in C++. With torch.library's Python-registered
-// autograd a call cost ~115 us forward and ~260 us forward+backward before any arithmetic, as
-// much as a 1x256x32x32 ResNet block's norm itself; in C++ it costs what eager's does, ~27 and
-// ~115 us (`python -m benchmarks.instance_norm --per-call`). Backward calls
+// Autograd of the compiled gentk::instance_norm, in C++. torch.library's Python-registered
+// autograd cost as much per call as a 1x256x32x32 ResNet block's norm itself; in C++ the fixed
+// cost is eager's (`python -m benchmarks.instance_norm --per-call`, figures in BENCHMARKS.md). Backward calls
 // gentk::instance_norm_backward; under create_graph=True (a WGAN-GP critic with instance norm)
 // it differentiates ATen's instance norm instead, so that second-order gradients are exact. The
 // Triton twin keeps the Python registration (gentk/ops/registration/instance_norm.py), which

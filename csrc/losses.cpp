@@ -4,8 +4,8 @@
 // Every loss op computes its elementwise terms and their sum in one pass. Its backward op
 // recomputes the elementwise gradient from the logits in one pass; on CPU the autograd
 // (csrc/losses_autograd.cpp) instead calls the *_with_grad op, which writes the gradient in
-// the same forward pass, and scales it in backward (faster on CPU: 1.3-1.7x op-level for
-// BCE, about even for LSGAN at 2M elements; `python -m benchmarks.losses --strategy`).
+// the same forward pass, and scales it in backward (faster on CPU for BCE, about even for
+// LSGAN; `python -m benchmarks.losses --strategy`, figures in BENCHMARKS.md).
 #include <cmath>
 #include <string>
 

@@ -1,6 +1,6 @@
 // Autograd of the compiled loss ops, in C++: the Python-registered autograd of
-// torch.library costs ~150 us per forward+backward, more than the kernels themselves
-// on PatchGAN-sized maps. On CPU the adversarial and Bernoulli losses write their
+// torch.library costs more per call than the kernels themselves on PatchGAN-sized maps
+// (figures in BENCHMARKS.md). On CPU the adversarial and Bernoulli losses write their
 // elementwise gradient in the forward pass (*_with_grad ops) and backward scales it; on
 // other devices (and for L1, whose gradient is a sign) the op saves its inputs and
 // backward calls the op's backward schema, which recomputes the gradient in one pass. The
