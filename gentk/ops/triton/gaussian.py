@@ -22,7 +22,7 @@ from torch.library import triton_op, wrap_triton
 from gentk.ops.registration.gaussian import register_autograd
 from gentk.ops.triton import checks
 from gentk.ops.triton.philox import philox_at
-from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole
+from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole, load_math
 
 __all__ = [
     "reparameterize",
@@ -39,15 +39,6 @@ NOISE_LANES = 16  # Philox counters per group
 # ---------------------------------------------------------------------------------------
 # Triton kernels
 # ---------------------------------------------------------------------------------------
-
-
-@triton.jit
-def _load(ptr, offs, mask, F64: tl.constexpr):
-    x = tl.load(ptr + offs, mask=mask, other=0)
-    if F64:
-        return x.to(tl.float64)
-    else:
-        return x.to(tl.float32)
 
 
 @triton.jit
@@ -74,12 +65,12 @@ def _philox_normals(seed_ptr, g, k, F64: tl.constexpr):
 def _fwd_slot(offs, mask, noise, mu_ptr, logvar_ptr, eps_ptr, z_ptr, kl_ptr, acc,
               HAS_Z: tl.constexpr, HAS_EPS: tl.constexpr, WANT_KL: tl.constexpr,
               REDUCE: tl.constexpr, F64: tl.constexpr):
-    m = _load(mu_ptr, offs, mask, F64)
-    lv = _load(logvar_ptr, offs, mask, F64)
+    m = load_math(mu_ptr, offs, mask, F64)
+    lv = load_math(logvar_ptr, offs, mask, F64)
     sd = tl.exp(0.5 * lv)
     if HAS_Z:
         if HAS_EPS:
-            e = _load(eps_ptr, offs, mask, F64)
+            e = load_math(eps_ptr, offs, mask, F64)
         else:
             e = noise
         z = m + e * sd
@@ -130,28 +121,28 @@ def _bwd_slot(offs, mask, noise, gk_scalar, gz_ptr, gk_ptr, mu_ptr, logvar_ptr, 
               gmu_ptr, glv_ptr,
               HAS_GZ: tl.constexpr, HAS_EPS: tl.constexpr, GK_MODE: tl.constexpr,
               WANT_GMU: tl.constexpr, F64: tl.constexpr):
-    lv = _load(logvar_ptr, offs, mask, F64)
+    lv = load_math(logvar_ptr, offs, mask, F64)
     sd = tl.exp(0.5 * lv)
     d_lv = tl.zeros_like(lv)
     d_mu = tl.zeros_like(lv)
     if HAS_GZ:
-        gz = _load(gz_ptr, offs, mask, F64)
+        gz = load_math(gz_ptr, offs, mask, F64)
         if HAS_EPS:
-            e = _load(eps_ptr, offs, mask, F64)
+            e = load_math(eps_ptr, offs, mask, F64)
         else:
             e = noise
         d_lv = 0.5 * gz * e * sd
         d_mu = gz
     if GK_MODE != 0:
         if GK_MODE == 1:  # per element
-            gk = _load(gk_ptr, offs, mask, F64)
+            gk = load_math(gk_ptr, offs, mask, F64)
             d_lv = d_lv + gk * (0.5 * (sd * sd - 1.0))
             if WANT_GMU:
-                d_mu = d_mu + gk * _load(mu_ptr, offs, mask, F64)
+                d_mu = d_mu + gk * load_math(mu_ptr, offs, mask, F64)
         else:  # one value for the whole sum; a zero one adds nothing (as on CPU)
             d_lv = tl.where(gk_scalar != 0, d_lv + gk_scalar * (0.5 * (sd * sd - 1.0)), d_lv)
             if WANT_GMU:
-                d_mu = tl.where(gk_scalar != 0, d_mu + gk_scalar * _load(mu_ptr, offs, mask, F64), d_mu)
+                d_mu = tl.where(gk_scalar != 0, d_mu + gk_scalar * load_math(mu_ptr, offs, mask, F64), d_mu)
     tl.store(glv_ptr + offs, d_lv.to(glv_ptr.dtype.element_ty), mask=mask)
     if WANT_GMU:
         tl.store(gmu_ptr + offs, d_mu.to(gmu_ptr.dtype.element_ty), mask=mask)

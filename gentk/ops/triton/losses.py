@@ -23,7 +23,7 @@ from torch.library import triton_op, wrap_triton
 
 from gentk.ops.registration.losses import register_autograd
 from gentk.ops.triton import checks
-from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole, math_scalar
+from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole, load_math, math_scalar
 from gentk.ops.triton.philox import philox_at
 
 KIND = {"bce": 0, "square": 1, "linear": 2, "hinge": 3, "abs": 4}
@@ -33,15 +33,6 @@ _MAX_BLOCK = 1 << 16 if INTERPRETED else 1024
 # ---------------------------------------------------------------------------------------
 # Triton kernels
 # ---------------------------------------------------------------------------------------
-
-@triton.jit
-def _load(ptr, offs, mask, F64: tl.constexpr):
-    x = tl.load(ptr + offs, mask=mask, other=0)
-    if F64:
-        return x.to(tl.float64)
-    else:
-        return x.to(tl.float32)
-
 
 @triton.jit
 def _log1p_small(e):
@@ -90,9 +81,9 @@ def _loss_term_kernel(x_ptr, t_ptr, gout_ptr, loss_ptr, grad_ptr, partial_ptr, n
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    x = _load(x_ptr, offs, mask, F64)
+    x = load_math(x_ptr, offs, mask, F64)
     if HAS_TARGET:
-        y = _load(t_ptr, offs, mask, F64)
+        y = load_math(t_ptr, offs, mask, F64)
     else:
         y = tl.zeros_like(x) + param
     loss, grad = _term(x, y, KIND)
@@ -101,12 +92,12 @@ def _loss_term_kernel(x_ptr, t_ptr, gout_ptr, loss_ptr, grad_ptr, partial_ptr, n
     elif LOSS_MODE == 2:
         tl.store(loss_ptr + offs, (loss * loss_scale).to(loss_ptr.dtype.element_ty), mask=mask)
     elif LOSS_MODE == 3:
-        prev = _load(loss_ptr, offs, mask, F64)
+        prev = load_math(loss_ptr, offs, mask, F64)
         tl.store(loss_ptr + offs, (prev + loss * loss_scale).to(loss_ptr.dtype.element_ty), mask=mask)
     if GRAD_MODE != 0:
         g = grad * grad_scale
         if GRAD_MODE == 2:
-            g = g * _load(gout_ptr, offs, mask, F64)
+            g = g * load_math(gout_ptr, offs, mask, F64)
         tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=mask)
 
 
@@ -129,13 +120,13 @@ def _interpolate_kernel(a_ptr, b_ptr, seed_ptr, out_ptr, out2_ptr, cols,
     c = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = c < cols
     offs = row * cols + c
-    a = _load(a_ptr, offs, mask, F64)
+    a = load_math(a_ptr, offs, mask, F64)
     alpha = _row_alpha(seed_ptr, row, c, F64)
     if BACKWARD:
         tl.store(out_ptr + offs, (alpha * a).to(out_ptr.dtype.element_ty), mask=mask)
         tl.store(out2_ptr + offs, ((1.0 - alpha) * a).to(out2_ptr.dtype.element_ty), mask=mask)
     else:
-        f = _load(b_ptr, offs, mask, F64)
+        f = load_math(b_ptr, offs, mask, F64)
         tl.store(out_ptr + offs, (f + alpha * (a - f)).to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -144,7 +135,7 @@ def _row_sumsq_kernel(x_ptr, partial_ptr, cols, blocks, F64: tl.constexpr, BLOCK
     row = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1)
     c = b.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    x = _load(x_ptr, row * cols + c, c < cols, F64)
+    x = load_math(x_ptr, row * cols + c, c < cols, F64)
     tl.store(partial_ptr + row * blocks + b, tl.sum(x * x, axis=0))
 
 
@@ -156,7 +147,7 @@ def _scale_rows_kernel(x_ptr, coef_ptr, out_ptr, cols, F64: tl.constexpr, BLOCK:
     k = tl.load(coef_ptr + row)
     if not F64:
         k = k.to(tl.float32)
-    x = _load(x_ptr, row * cols + c, mask, F64)
+    x = load_math(x_ptr, row * cols + c, mask, F64)
     tl.store(out_ptr + row * cols + c, (k * x).to(out_ptr.dtype.element_ty), mask=mask)
 
 

@@ -55,6 +55,16 @@ def keep_whole(ops):
 
 
 @triton.jit
+def load_math(ptr, offs, mask, F64: tl.constexpr):
+    """Masked load (0 where masked) in the math type: float64 when F64, else float32."""
+    x = tl.load(ptr + offs, mask=mask, other=0)
+    if F64:
+        return x.to(tl.float64)
+    else:
+        return x.to(tl.float32)
+
+
+@triton.jit
 def math_scalar(v, F64: tl.constexpr):
     """A float64 scalar argument (a Python float under the interpreter) in the math type:
     float64 when F64, else float32."""
