@@ -81,6 +81,17 @@ def test_running_stats_train_and_eval(fmt):
     torch.testing.assert_close(y_eval, ref.instance_norm(x, None, None, rm_t, rv_t, False, activation="relu"))
 
 
+@pytest.mark.parametrize("n", [0, 1])
+def test_eval_with_running_stats_at_batch_0_and_1(n):
+    """The statistics returned for N <= 1 are copies, not views of the running buffers (a view
+    is an alias, which torch's custom-op checks refuse; gentk selftest found it)."""
+    x = torch.randn(n, 3, 4, 4, generator=torch.Generator().manual_seed(5)).to(DEVICE)
+    rm, rv = torch.randn(3).to(DEVICE), torch.rand(3).add(0.5).to(DEVICE)
+    with gentk.use_backend("triton"):
+        y = gentk.instance_norm(x, running_mean=rm, running_var=rv, use_input_stats=False, activation="relu")
+    torch.testing.assert_close(y, ref.instance_norm(x, None, None, rm, rv, False, activation="relu"))
+
+
 def test_second_order_gradients_match_reference():
     """create_graph=True (WGAN-GP through a critic with instance norm): the Python backward
     differentiates the normalization written in torch ops, so gradients of gradients match."""

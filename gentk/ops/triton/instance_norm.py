@@ -235,9 +235,9 @@ def instance_norm(x: torch.Tensor, weight: Optional[torch.Tensor], bias: Optiona
     elif N * C * HW == 0 and running_mean is None:
         mean.fill_(float("nan"))
         var.fill_(float("nan"))
-    if running_mean is not None:
-        mean = running_mean.to(math).unsqueeze(0).expand(N, C).contiguous()
-        var = running_var.to(math).unsqueeze(0).expand(N, C).contiguous()
+    if running_mean is not None:  # copied: for N <= 1 a contiguous view would alias the input
+        mean.copy_(running_mean.to(math).expand(N, C))
+        var.copy_(running_var.to(math).expand(N, C))
     return y, mean, var
 
 
