@@ -42,11 +42,11 @@ class Case:
     compile: bool = True              # False: no torch.compile provider (e.g. double backward)
 
 
-def _outputs(result):
+def outputs_of(result):
     return [t for t in (result if isinstance(result, (tuple, list)) else (result,)) if t.requires_grad]
 
 
-def _grads_for(outputs):
+def grads_for(outputs):
     return [torch.ones_like(o) if o.dim() == 0 else torch.randn_like(o) for o in outputs]
 
 
@@ -118,15 +118,15 @@ def measure(case: Case, provider: str, fn: Callable, device: torch.device, timer
 
     def make_graph():
         clear_grads()
-        outs = _outputs(fn(**inputs))
-        return outs, _grads_for(outs)
+        outs = outputs_of(fn(**inputs))
+        return outs, grads_for(outs)
 
     def backward(state):
         outs, grads = state
         torch.autograd.backward(outs, grads)
 
     def forward_backward(_):
-        outs = _outputs(fn(**inputs))
+        outs = outputs_of(fn(**inputs))
         torch.autograd.backward(outs, _grads_for_cached(outs))
 
     cached = {}
@@ -134,7 +134,7 @@ def measure(case: Case, provider: str, fn: Callable, device: torch.device, timer
     def _grads_for_cached(outs):
         key = tuple((o.shape, o.dtype) for o in outs)
         if key not in cached:
-            cached[key] = _grads_for(outs)
+            cached[key] = grads_for(outs)
         return cached[key]
 
     rows = []

@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include "gentk/instance_norm.h"
+#include "autograd_helpers.h"
 #include "instance_norm_checks.h"
 
 namespace gentk {
@@ -31,9 +32,7 @@ using BackwardSig = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
     const at::Tensor&, const at::Tensor&, double, bool, int64_t, double);
 
-std::optional<at::Tensor> optional_of(const at::Tensor& t) {
-  return t.defined() ? std::optional<at::Tensor>(t) : std::nullopt;
-}
+using autograd::optional_of;
 
 // act(instance_norm(x) * weight + bias) through ATen's own (twice differentiable) instance
 // norm, in float32 (or float64) as the kernels compute. With input statistics they come from

@@ -14,16 +14,15 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include "autograd_helpers.h"
+
 namespace gentk {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-template <class Sig>
-c10::TypedOperatorHandle<Sig> handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-}
+using autograd::handle;
 
 // On CPU the forward writes d loss / d input along with the loss (the *_with_grad ops) and
 // backward only scales it; elsewhere backward recomputes it from the saved inputs.
@@ -45,13 +44,7 @@ at::Tensor scale_saved(const at::Tensor& saved, const at::Tensor& grad) {
   return saved.mul(grad);
 }
 
-// The compiled losses are differentiated once: their backward is not itself differentiable.
-// Under create_graph=True (the engine then runs backward with grad mode on) say so, rather
-// than hand back a gradient whose own derivative would silently be missing.
-void check_first_order(const char* op) {
-  TORCH_CHECK(!c10::GradMode::is_enabled(), "gentk.", op, ": double backward (create_graph=True) through the "
-              "compiled loss is not supported; compute this loss with gentk.use_backend('torch')");
-}
+void check_first_order(const char* op) { autograd::check_first_order(op, "loss", "this loss"); }
 
 // The upstream gradient of a reduced loss as a per-element factor. Sizes are read as SymInts:
 // under torch.compile(dynamic=True) they are symbolic, and numel() would throw.

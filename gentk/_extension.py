@@ -28,12 +28,10 @@ def _load():
         return
     from gentk.ops.registration import gaussian
 
-    gaussian.register_fakes()
-    gaussian.register_autograd()
+    gaussian.register_fakes()  # its autograd is in C++
     from gentk.ops.registration import gumbel
 
-    gumbel.register_fakes()
-    gumbel.register_autograd()
+    gumbel.register_fakes()  # its autograd is in C++
     from gentk.ops.registration import instance_norm
 
     instance_norm.register_fakes()  # its autograd is in C++

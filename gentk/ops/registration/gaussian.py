@@ -1,8 +1,10 @@
 """Fake tensors and autograd for the Gaussian op family.
 
 The compiled ops (``gentk::reparameterize`` ...) and their Triton twins
-(``gentk::reparameterize_triton`` ...) share schemas, so one set of formulas serves both:
-:func:`register` is called once per op set with its namespace suffix.
+(``gentk::reparameterize_triton`` ...) share schemas, so one set of fakes serves both:
+:func:`register_fakes` is called once per op set with its namespace suffix. The autograd
+formulas below serve the Triton twins; the compiled ops register the same ones in C++
+(csrc/gaussian_autograd.cpp).
 
 Backward regenerates the noise from ``seed``; nothing noise-sized is saved.
 """
@@ -51,7 +53,9 @@ def register_fakes(suffix=""):
         return like, torch.empty_like(like)
 
 
-def register_autograd(suffix=""):
+def register_autograd(suffix="_triton"):
+    """Autograd of the Triton twins. The compiled ops have theirs in C++
+    (csrc/gaussian_autograd.cpp: the same formulas, without Python's cost per call)."""
     reparameterize_backward = _op("reparameterize_backward", suffix)
     gaussian_kl_backward = _op("gaussian_kl_backward", suffix)
     reparameterize_kl_backward = _op("reparameterize_kl_backward", suffix)

@@ -1,7 +1,9 @@
 """Fake tensors and autograd for the Gumbel family.
 
 The compiled ops (``gentk::gumbel_softmax`` ...) and their Triton twins
-(``gentk::gumbel_softmax_triton`` ...) share schemas, so one set of formulas serves both.
+(``gentk::gumbel_softmax_triton`` ...) share schemas, so one set of formulas serves both;
+the compiled ops register the autograd formulas in C++ (csrc/gumbel_autograd.cpp), the
+Triton twins these.
 
 What backward keeps: a soft sample saves its own output (the softmax gradient needs only
 y, so backward is one pass over y and grad; no extra memory, since the output exists
@@ -45,7 +47,9 @@ def register_fakes(suffix=""):
         return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
-def register_autograd(suffix=""):
+def register_autograd(suffix="_triton"):
+    """Autograd of the Triton twins. The compiled ops have theirs in C++
+    (csrc/gumbel_autograd.cpp: the same formulas, without Python's cost per call)."""
     gumbel_softmax_backward = _op("gumbel_softmax_backward", suffix)
     categorical_kl_uniform_backward = _op("categorical_kl_uniform_backward", suffix)
 
