@@ -18,26 +18,9 @@ from gentk.ops.reference import gumbel as _ref_gumbel
 from gentk.ops.reference import instance_norm as _ref_norm
 from gentk.ops.registration import instance_norm as _norm_registration
 from gentk.ops.reference import losses as _loss_ref
+from gentk.ops.table import kernels
 
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
-
-_triton_loaded = False
-
-
-def _ops(backend):
-    """The op namespace for a compiled-or-Triton backend."""
-    global _triton_loaded
-    if backend == "triton":
-        if not _triton_loaded:
-            import gentk.ops.triton.gaussian  # noqa: F401  (registers gentk::*_triton)
-            import gentk.ops.triton.gumbel  # noqa: F401
-            import gentk.ops.triton.instance_norm  # noqa: F401
-            import gentk.ops.triton.losses  # noqa: F401
-
-            _triton_loaded = True
-        return "_triton"
-    return ""
-
 
 def _check_pair(fn, mu, logvar):
     for name, t in (("mu", mu), ("logvar", logvar)):
@@ -128,7 +111,7 @@ def reparameterize(mu, logvar, *, eps=None, generator=None):
     if name == "torch":
         return _ref.reparameterize(mu, logvar, eps, generator)
     seed = None if eps is not None else _seed(mu, generator)
-    return getattr(torch.ops.gentk, "reparameterize" + _ops(name))(mu, logvar, eps, seed)
+    return kernels(name)["reparameterize"](mu, logvar, eps, seed)
 
 
 def gaussian_kl(mu, logvar, *, reduction="batchmean", dim=-1):
@@ -142,7 +125,7 @@ def gaussian_kl(mu, logvar, *, reduction="batchmean", dim=-1):
     name = _backend.resolve("gaussian", mu.device)
     if name == "torch":
         return _ref.gaussian_kl(mu, logvar, reduction, dim)
-    op = getattr(torch.ops.gentk, "gaussian_kl" + _ops(name))
+    op = kernels(name)["gaussian_kl"]
     if reduction == "none":
         return op(mu, logvar, False, 1.0)
     return op(mu, logvar, True, _kl_scale(reduction, dim, mu))
@@ -159,7 +142,7 @@ def reparameterize_kl(mu, logvar, *, eps=None, reduction="batchmean", dim=-1, ge
     if name == "torch":
         return _ref.reparameterize_kl(mu, logvar, eps, reduction, dim, generator)
     seed = None if eps is not None else _seed(mu, generator)
-    op = getattr(torch.ops.gentk, "reparameterize_kl" + _ops(name))
+    op = kernels(name)["reparameterize_kl"]
     if reduction == "none":
         return op(mu, logvar, eps, seed, False, 1.0)
     return op(mu, logvar, eps, seed, True, _kl_scale(reduction, dim, mu))
@@ -227,7 +210,7 @@ def gumbel_softmax(logits, tau=1.0, hard=False, dim=-1, *, gumbels=None, generat
     seed = _seed(logits, generator) if sample and gumbels is None else None
     x = _last(logits, dim)
     g = _last(gumbels, dim) if gumbels is not None else None
-    y = getattr(torch.ops.gentk, "gumbel_softmax" + _ops(name))(x, g, seed, float(tau), bool(hard))
+    y = kernels(name)["gumbel_softmax"](x, g, seed, float(tau), bool(hard))
     return y if x is logits else y.movedim(-1, dim)
 
 
@@ -248,7 +231,7 @@ def categorical_kl_uniform(logits, dim=-1, reduction="batchmean"):
     name = _backend.resolve("gumbel", logits.device)
     if name == "torch":
         return _ref_gumbel.categorical_kl_uniform(logits, dim, reduction)
-    op = getattr(torch.ops.gentk, "categorical_kl_uniform" + _ops(name))
+    op = kernels(name)["categorical_kl_uniform"]
     x = _last(logits, dim)
     if reduction == "none":
         return op(x, False, 1.0)
@@ -344,7 +327,7 @@ def instance_norm(x, weight=None, bias=None, running_mean=None, running_var=None
     if name == "torch":
         return _ref_norm.instance_norm(x, weight, bias, running_mean, running_var, use_input_stats, momentum, eps,
                                        activation, negative_slope, residual)
-    op = getattr(torch.ops.gentk, "instance_norm" + _ops(name))
+    op = kernels(name)["instance_norm"]
     code = _norm_registration.ACTIVATION_CODES[activation]
     if not use_input_stats:
         y, _, _ = op(x, weight, bias, running_mean, running_var, float(eps), code, float(negative_slope), residual)
@@ -432,7 +415,7 @@ def discriminator_loss(real_logits, fake_logits, mode, *, real_label=1.0, fake_l
     name = _backend.resolve("losses", real_logits.device)
     if name == "torch":
         return _loss_ref.discriminator_loss(real_logits, fake_logits, mode, real_label, fake_label, reduction)
-    op = getattr(torch.ops.gentk, "discriminator_loss" + _ops(name))
+    op = kernels(name)["discriminator_loss"]
     return op(real_logits, fake_logits, mode, float(real_label), float(fake_label), reduction)
 
 
@@ -447,7 +430,7 @@ def generator_loss(fake_logits, mode, reduction="mean"):
     name = _backend.resolve("losses", fake_logits.device)
     if name == "torch":
         return _loss_ref.generator_loss(fake_logits, mode, reduction)
-    return getattr(torch.ops.gentk, "generator_loss" + _ops(name))(fake_logits, mode, reduction)
+    return kernels(name)["generator_loss"](fake_logits, mode, reduction)
 
 
 def _check_target_range(fn, target, backend):
@@ -471,7 +454,7 @@ def bernoulli_recon(logits, target, reduction="batchsum"):
     _check_target_range(fn, target, name)
     if name == "torch":
         return _loss_ref.bernoulli_recon(logits, target, reduction)
-    return getattr(torch.ops.gentk, "bernoulli_recon" + _ops(name))(logits, target, reduction)
+    return kernels(name)["bernoulli_recon"](logits, target, reduction)
 
 
 def l1_loss(input, target, reduction="mean", weight=1.0):
@@ -486,7 +469,7 @@ def l1_loss(input, target, reduction="mean", weight=1.0):
     name = _backend.resolve("losses", input.device)
     if name == "torch":
         return _loss_ref.l1_loss(input, target, reduction, weight)
-    return getattr(torch.ops.gentk, "l1_loss" + _ops(name))(input, target, float(weight), reduction)
+    return kernels(name)["l1_loss"](input, target, float(weight), reduction)
 
 
 GRADIENT_PENALTIES = ("wgan-gp", "r1")
@@ -544,11 +527,11 @@ def gradient_penalty(critic, real, fake=None, *, kind="wgan-gp", target=1.0, gen
         def penalty_of(grads):
             return _loss_ref.grad_norm_penalty(grads, target, r1)
     else:
-        suffix = _ops(name)
-        x = real if r1 else getattr(torch.ops.gentk, "gp_interpolate" + suffix)(real, fake, _seed(real, generator))
+        ops = kernels(name)
+        x = real if r1 else ops["gp_interpolate"](real, fake, _seed(real, generator))
 
         def penalty_of(grads):
-            return getattr(torch.ops.gentk, "grad_norm_penalty" + suffix)(grads, float(target), r1)
+            return ops["grad_norm_penalty"](grads, float(target), r1)
     if chunk_size is not None:
         return _chunked_penalty(critic, x, penalty_of, chunk_size)
     if not x.requires_grad:

@@ -19,14 +19,6 @@ ops = torch.ops.gentk
 DEVICE = "cpu" if tg.INTERPRETED else "cuda"
 SHAPES = [(1, 1), (3, 7), (129, 257)]
 DTYPES = [torch.float32, torch.float64]
-NAMES = [
-    "reparameterize",
-    "reparameterize_backward",
-    "gaussian_kl",
-    "gaussian_kl_backward",
-    "reparameterize_kl",
-    "reparameterize_kl_backward",
-]
 
 
 def tol(dtype):
@@ -114,13 +106,6 @@ def ref_backward(grad_z, grad_kl, mu, logvar, eps):
         g_mu = g_mu + gk * mu.cpu().double()
         g_lv = g_lv + gk * 0.5 * (std * std - 1)
     return g_mu, g_lv
-
-
-def test_schemas_match_compiled_ops():
-    for name in NAMES:
-        compiled = str(getattr(ops, name).default._schema)
-        triton_ = str(getattr(ops, name + "_triton").default._schema)
-        assert triton_ == compiled.replace(f"gentk::{name}(", f"gentk::{name}_triton(")
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -20,7 +20,6 @@ ops = torch.ops.gentk
 DEVICE = "cpu" if tgum.INTERPRETED else "cuda"
 SHAPES = [(1, 2), (7, 3), (129, 10), (9, 1000)]
 DTYPES = [torch.float32, torch.float64]
-NAMES = ["gumbel_softmax", "gumbel_softmax_backward", "categorical_kl_uniform", "categorical_kl_uniform_backward"]
 
 
 def tol(dtype):
@@ -72,13 +71,6 @@ def gumbel_noise_ref(n, seed, stream):
     u = ((x >> np.uint64(9)).astype(np.float64) + 0.5) * 2.0**-23
     assert u.min() > 0 and u.max() < 1
     return torch.from_numpy(-np.log(-np.log(u)))
-
-
-def test_schemas_match_compiled_ops():
-    for name in NAMES:
-        compiled = str(getattr(ops, name).default._schema)
-        triton_ = str(getattr(ops, name + "_triton").default._schema)
-        assert triton_ == compiled.replace(f"gentk::{name}(", f"gentk::{name}_triton(")
 
 
 @pytest.mark.parametrize("shape,seed,stream", [((1, 1), 0, 0), ((3, 7), 1234, 5), ((65, 3), 2**63 - 1, -1),
