@@ -9,6 +9,7 @@
 CKPT is a checkpoint file or a run folder (its newest checkpoint). Errors are one line.
 """
 import argparse
+import dataclasses
 import errno
 import json
 import math
@@ -16,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import typing
 
 from gentk.data.errors import DataError
 
@@ -32,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Every numeric option of gentk is a count, a size, a seed or a weight, so a plain type=int or
-        # type=float (the models' add_arguments included) takes a finite number >= 0; options that need
+        # type=float (the models' options included) takes a finite number >= 0; options that need
         # more (positive, bounded) give their own type or are checked by the model's constructor.
         self.register("type", int, _natural)
         self.register("type", float, _nonnegative_float)
@@ -131,24 +133,6 @@ def _check_output(path, option, folder=True):
         raise CommandError(f"{option} {path}: {existing} is not writable")
 
 
-class _ModelOptions:
-    """What a model's add_arguments fills. An option its constructor does not take (one a base
-    class adds, such as --gp-chunk-size for a model without it) is not offered: _model_config
-    would drop it, so it is refused as unrecognized instead of silently ignored."""
-
-    def __init__(self, group, accepted):
-        self._group, self._accepted = group, accepted
-
-    def add_argument(self, *flags, **kwargs):
-        dest = argparse.ArgumentParser(add_help=False).add_argument(*flags, **kwargs).dest
-        if dest not in self._accepted:
-            return None
-        if kwargs.get("type") is int and kwargs.get("default") is None:
-            # a size computed when left out (from the resolution): 0 would silently mean "left out"
-            kwargs["type"] = _positive_int
-        return self._group.add_argument(*flags, **kwargs)
-
-
 def _model_class(name):
     from gentk.models import UnknownModel, model_class
 
@@ -177,22 +161,48 @@ def _common_model_parser(prog, description, model_cls):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_threads, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice; 1 is faster on a busy machine)")
-    model_cls.add_arguments(_ModelOptions(p.add_argument_group(f"{model_cls.name} options"),
-                                          _constructor_arguments(model_cls)))
+    _add_model_options(p.add_argument_group(f"{model_cls.name} options"), model_cls)
     return p
 
 
 def _constructor_arguments(model_cls):
-    import inspect
+    """The fields of the model's config class by name: the keyword arguments its constructor takes."""
+    return {f.name: f for f in dataclasses.fields(model_cls.config_class)}
 
-    return inspect.signature(model_cls.__init__).parameters
+
+def _flag_fields(model_cls):
+    """The config fields offered as flags (made with gentk.models.base.option); the others are filled
+    in from the data or set from Python only."""
+    return [f for f in _constructor_arguments(model_cls).values() if "help" in f.metadata]
+
+
+def _add_model_options(group, model_cls):
+    """One flag per option field of the model's config, typed from its annotation, the default in its help."""
+    types = typing.get_type_hints(model_cls.config_class)
+    for field in _flag_fields(model_cls):
+        meta, kind = field.metadata, types[field.name]
+        kind = next((t for t in typing.get_args(kind) if t is not type(None)), kind)  # int | None -> int
+        shown = meta["default_help"] or (f"{field.default:g}" if kind is float else field.default)
+        help_ = f"{meta['help']} (default{':' if meta['default_help'] else ''} {shown})"
+        flag = meta["switch"] or "--" + field.name.replace("_", "-")
+        if kind is bool:
+            group.add_argument(flag, dest=field.name, action="store_false" if field.default else "store_true",
+                               help=help_)
+            continue
+        numeric = {}
+        if kind is int:
+            # a size computed when left out (from the resolution): 0 would silently mean "left out"
+            numeric["type"] = _positive_int if field.default is None else int
+        elif kind is float:
+            numeric["type"] = float
+        group.add_argument(flag, dest=field.name, default=field.default, choices=meta["choices"], help=help_,
+                           **numeric)
 
 
 def _model_config(model_cls, args, data):
     """The model's constructor arguments from the parsed flags and the data's shape."""
     accepted = _constructor_arguments(model_cls)
-    config = {k: v for k, v in vars(args).items() if k in accepted and k not in ("self", "lr", "channels",
-                                                                                 "resolution")}
+    config = {field.name: getattr(args, field.name) for field in _flag_fields(model_cls)}
     first = data[0]
     image = first[0] if isinstance(first, (tuple, list)) else first
     if "channels" in accepted:

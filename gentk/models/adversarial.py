@@ -2,21 +2,40 @@
 losses and gradient penalty), the critic/generator step schedule (``n_critic``), DCGAN's
 N(0, 0.02) initialisation and switching a network's gradients off while the other trains.
 
-A model subclasses :class:`AdversarialModel`, lists ``loss``, ``n_critic``, ``lambda_gp`` and
-``gp_chunk_size`` among its own constructor arguments (the CLI fills constructor arguments by name) and
+A model subclasses :class:`AdversarialModel`, derives its config class from
+:class:`AdversarialConfig` (``loss``, ``n_critic``, ``lambda_gp``; :class:`ChunkedPenaltyConfig`
+adds ``gp_chunk_size``), passes its config's fields to ``AdversarialModel.__init__`` and
 implements ``d_step(batch)`` and ``g_step(batch)``, each returning ``{loss name: float}``.
 One trainer step is one critic update; every ``n_critic``-th step also updates the generator.
 """
+import dataclasses
+
 from torch import nn
 
 import gentk
-from gentk.models.base import GenerativeModel, host_floats
+from gentk.models.base import GenerativeModel, host_floats, option
 
 #: --loss choices: the original minimax with the non-saturating generator, least squares,
 #: hinge, and Wasserstein with the gradient penalty (Gulrajani et al. 2017)
 ADVERSARIAL_LOSSES = ("bce", "lsgan", "hinge", "wgan-gp")
 _CRITIC_MODE = {"bce": "bce", "lsgan": "lsgan", "hinge": "hinge", "wgan-gp": "wgan"}
 _GENERATOR_MODE = {"bce": "nonsaturating", "lsgan": "lsgan", "hinge": "hinge", "wgan-gp": "wgan"}
+
+
+@dataclasses.dataclass
+class AdversarialConfig:
+    """The adversarial objective and step schedule (a model's config class may override the defaults)."""
+    loss: str = option("bce", "adversarial loss", choices=ADVERSARIAL_LOSSES)
+    n_critic: int = option(1, "critic updates per generator update")
+    lambda_gp: float = option(10.0, "gradient-penalty weight for --loss wgan-gp")
+
+
+@dataclasses.dataclass
+class ChunkedPenaltyConfig(AdversarialConfig):
+    """AdversarialConfig and the penalty's chunk size, for the models whose critic takes it."""
+    gp_chunk_size: int | None = option(None, "--loss wgan-gp: take the penalty's double backward this many samples "
+                                       "at a time, for less peak memory and the same penalty",
+                                       default_help="the whole batch at once")
 
 
 def check_adversarial(model, loss, n_critic, lambda_gp, gp_chunk_size=None):
@@ -70,27 +89,23 @@ def set_requires_grad(nets, flag):
 
 
 class AdversarialModel(GenerativeModel):
-    default_loss = "bce"
-    default_n_critic = 1
-    default_lambda_gp = 10.0
+    config_class = AdversarialConfig
 
-    def __init__(self, *, loss, n_critic, lambda_gp, gp_chunk_size=None, **config):
-        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, gp_chunk_size=gp_chunk_size, **config)
+    def __init__(self, *, loss, n_critic, lambda_gp, **config):
+        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, **config)
+        gp_chunk_size = config.get("gp_chunk_size")
         check_adversarial(self.name, loss, n_critic, lambda_gp, gp_chunk_size)
         self.loss, self.n_critic, self.lambda_gp, self.gp_chunk_size = loss, n_critic, lambda_gp, gp_chunk_size
         self.critic_steps = 0
 
     @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--loss", choices=ADVERSARIAL_LOSSES, default=cls.default_loss,
-                            help=f"adversarial loss (default {cls.default_loss})")
-        parser.add_argument("--n-critic", dest="n_critic", type=int, default=cls.default_n_critic,
-                            help=f"critic updates per generator update (default {cls.default_n_critic})")
-        parser.add_argument("--lambda-gp", dest="lambda_gp", type=float, default=cls.default_lambda_gp,
-                            help=f"gradient-penalty weight for --loss wgan-gp (default {cls.default_lambda_gp:g})")
-        parser.add_argument("--gp-chunk-size", dest="gp_chunk_size", type=int, default=None,
-                            help="--loss wgan-gp: take the penalty's double backward this many samples at a time "
-                                 "(less peak memory, same penalty; default: the whole batch at once)")
+    def config_from_checkpoint(cls, config):
+        # before the config classes, every adversarial model's config held gp_chunk_size (None for the
+        # models that do not take it, which then refused their own checkpoints)
+        config = super().config_from_checkpoint(config)
+        if "gp_chunk_size" not in {f.name for f in dataclasses.fields(cls.config_class)}:
+            config.pop("gp_chunk_size", None)
+        return config
 
     def d_step(self, batch):
         raise NotImplementedError

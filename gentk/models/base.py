@@ -9,6 +9,7 @@ the networks in DistributedDataParallel; ``autocast()`` and ``backward_step()`` 
 step uses so that mixed precision and gradient scaling need nothing else from the model.
 """
 import contextlib
+import dataclasses
 
 import torch
 from torch import nn
@@ -41,6 +42,8 @@ class GenerativeModel:
     classes = None
     #: names from CAPABILITIES this model has
     capabilities = frozenset()
+    #: the dataclass of the constructor's keyword arguments and their defaults (see ``option``)
+    config_class = None
 
     def __init__(self, **config):
         self.config = dict(config)
@@ -55,10 +58,6 @@ class GenerativeModel:
         return dict(config)
 
     # --- what each model provides ---------------------------------------------------
-    @classmethod
-    def add_arguments(cls, parser):
-        """Add the model's own command-line options (their dest names are config keys)."""
-
     def networks(self):
         raise NotImplementedError
 
@@ -149,6 +148,26 @@ class GenerativeModel:
             self.scaler.scale(loss).backward(retain_graph=retain_graph)
             self.scaler.step(optimizer)
             self.scaler.update()
+
+
+def option(default, help, *, choices=None, default_help=None, switch=None):
+    """A config field that ``gentk train MODEL`` offers as ``--NAME`` (underscores as hyphens), typed
+    from the field's annotation; its help ends with the default, or with ``default_help`` (what a
+    None default stands for, or a bool's default in words). A bool field is a ``switch`` flag that
+    stores the opposite of the default (``--NAME`` when the switch is not named)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices,
+                                                        "default_help": default_help, "switch": switch})
+
+
+def from_data(default):
+    """A config field the CLI fills in from the data (its shape, classes, size, training length)
+    or from the common ``--lr``, so the model has no flag of its own for it."""
+    return dataclasses.field(default=default, metadata={"from_data": True})
+
+
+def override(config_class, name, default):
+    """A subclass config's field ``name`` as in ``config_class`` with another default."""
+    return dataclasses.field(default=default, metadata=config_class.__dataclass_fields__[name].metadata)
 
 
 def model_can(model, capability):

@@ -16,12 +16,14 @@ Adam 5e-4 (Burgess). Each training step also reports the KL of every latent dime
 (``kl/0``, ``kl/1``, ... in metrics.jsonl), so one sees which latents carry information;
 ``traverse()`` sweeps each latent over +-3 prior standard deviations.
 """
+import dataclasses
+
 import torch
 
 import gentk
-from gentk.models.base import first_tensor, host_floats
+from gentk.models.base import first_tensor, from_data, host_floats, option, override
 from gentk.models.checks import check_int, check_number
-from gentk.models.vae import ARCHITECTURES, VAE
+from gentk.models.vae import ARCHITECTURES, VAE, VAEConfig
 
 BURGESS_C_STOP = 100_000
 BURGESS_DATA = 737_280  # dSprites images
@@ -50,46 +52,51 @@ def sweep(steps, device):
     return torch.linspace(-3.0, 3.0, steps, device=device)
 
 
+@dataclasses.dataclass
+class BetaVAEConfig(VAEConfig):
+    """The VAE's fields (10 latents, Adam 5e-4 as Burgess et al.) and the KL's weighting: Higgins'
+    beta = 4; Burgess' gamma = 1000 and C rising to 25 nats."""
+    latent: int = override(VAEConfig, "latent", 10)
+    lr: float = override(VAEConfig, "lr", 5e-4)
+    variant: str = option("H", "H: recon + beta*KL (Higgins); B: recon + gamma*|KL - C| (Burgess)",
+                          choices=("H", "B"))
+    beta: float = option(4.0, "H: weight of the KL")
+    gamma: float = option(1000.0, "B: weight of |KL - C|")
+    c_max: float = option(25.0, "B: final capacity C in nats")
+    c_stop: int | None = option(None, "B: steps over which C rises from 0 to C_max",
+                                default_help="the paper's 100,000 scaled to the data size, same number of epochs")
+    train_size: int | None = from_data(None)
+
+
 class BetaVAE(VAE):
     name = "beta_vae"
     capabilities = frozenset({"elbo", "importance_nll", "latent_kl", "capacity", "traverse"})
     paper = "Higgins et al. 2017 (H, beta*KL); Burgess et al. 2018 (B, gamma*|KL - C|)"
     data_kind = "labelled"
+    config_class = BetaVAEConfig
 
-    def __init__(self, variant="H", arch="conv", latent=10, beta=4.0, gamma=1000.0, c_max=25.0, c_stop=None,
-                 train_size=None, resolution=28, channels=1, lr=5e-4):
-        if variant not in ("H", "B"):
-            raise ValueError(f"variant must be 'H' (Higgins) or 'B' (Burgess), got {variant!r}")
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be 'conv' or 'mlp', got {arch!r}")
-        check_int("latent", latent, 1)
-        beta = check_number("beta", beta, 0.0)
-        gamma = check_number("gamma", gamma, 0.0, strictly=True)
-        c_max = check_number("c_max", c_max, 0.0)
-        if c_stop is not None:
-            check_int("c_stop", c_stop, 1)
-        if train_size is not None:
-            check_int("train_size", train_size, 1)
-        check_number("lr", lr, 0.0, strictly=True)
-        super().__init__(arch=arch, latent=latent, resolution=resolution, channels=channels, lr=lr)
-        self.config = dict(variant=variant, arch=arch, latent=latent, beta=beta, gamma=gamma, c_max=c_max,
-                           c_stop=c_stop, train_size=train_size, resolution=resolution, channels=channels, lr=lr)
-        self.variant, self.beta, self.gamma, self.c_max = variant, beta, gamma, c_max
-        self.c_stop = c_stop if c_stop is not None else scaled_ramp(BURGESS_C_STOP, BURGESS_DATA, train_size)
+    def __init__(self, **config):
+        cfg = BetaVAEConfig(**config)
+        if cfg.variant not in ("H", "B"):
+            raise ValueError(f"variant must be 'H' (Higgins) or 'B' (Burgess), got {cfg.variant!r}")
+        if cfg.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be 'conv' or 'mlp', got {cfg.arch!r}")
+        check_int("latent", cfg.latent, 1)
+        cfg.beta = check_number("beta", cfg.beta, 0.0)
+        cfg.gamma = check_number("gamma", cfg.gamma, 0.0, strictly=True)
+        cfg.c_max = check_number("c_max", cfg.c_max, 0.0)
+        if cfg.c_stop is not None:
+            check_int("c_stop", cfg.c_stop, 1)
+        if cfg.train_size is not None:
+            check_int("train_size", cfg.train_size, 1)
+        check_number("lr", cfg.lr, 0.0, strictly=True)
+        super().__init__(arch=cfg.arch, latent=cfg.latent, resolution=cfg.resolution, channels=cfg.channels,
+                         lr=cfg.lr)
+        self.config = dataclasses.asdict(cfg)
+        self.variant, self.beta, self.gamma, self.c_max = cfg.variant, cfg.beta, cfg.gamma, cfg.c_max
+        self.c_stop = cfg.c_stop if cfg.c_stop is not None else scaled_ramp(BURGESS_C_STOP, BURGESS_DATA,
+                                                                             cfg.train_size)
         self.step = 0  # optimizer steps taken: the capacity schedule's clock
-
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--variant", choices=("H", "B"), default="H",
-                            help="H: recon + beta*KL (Higgins); B: recon + gamma*|KL - C| (Burgess). Default H")
-        parser.add_argument("--arch", choices=ARCHITECTURES, default="conv", help="the VAE's conv (default) or mlp")
-        parser.add_argument("--latent", type=int, default=10, help="latent dimensions (default 10)")
-        parser.add_argument("--beta", type=float, default=4.0, help="H: weight of the KL (default 4)")
-        parser.add_argument("--gamma", type=float, default=1000.0, help="B: weight of |KL - C| (default 1000)")
-        parser.add_argument("--c-max", type=float, default=25.0, help="B: final capacity C in nats (default 25)")
-        parser.add_argument("--c-stop", type=int, default=None,
-                            help="B: steps over which C rises from 0 to C_max (default: the paper's 100,000 "
-                                 "scaled to the data size, same number of epochs)")
 
     def capacity(self, step=None):
         """C after ``step`` steps (default: the steps taken so far); None for variant H."""

@@ -10,12 +10,22 @@ the same label distribution on both sides.
 labels it cycles through the classes. ``visuals`` adds ``samples_by_class.png``: one row
 per class, one column per noise vector shared down the column.
 """
+import dataclasses
+
 import torch
 
+from gentk.models.base import from_data, option
 from gentk.models.dcgan_nets import noise_like
-from gentk.models.gan import GAN
+from gentk.models.gan import GAN, GANConfig
 
 GRID_COLUMNS = 8
+
+
+@dataclasses.dataclass
+class CGANConfig(GANConfig):
+    """The GAN's fields and the label embedding."""
+    classes: int = from_data(10)
+    embed_dim: int | None = option(None, "label embedding size in G and D", default_help="the number of classes")
 
 
 class CGAN(GAN):
@@ -23,23 +33,16 @@ class CGAN(GAN):
     paper = "Mirza & Osindero 2014, Conditional Generative Adversarial Nets"
     conditional = True
 
-    def __init__(self, arch="conv", noise=100, width=64, classes=10, embed_dim=None, resolution=28, channels=1,
-                 lr=2e-4, lr_g=None, beta1=0.5, beta2=0.999, loss="bce", n_critic=1, lambda_gp=10.0,
-                 gp_chunk_size=None):
-        if not isinstance(classes, int) or classes < 2:
-            raise ValueError(f"cgan: classes must be an integer >= 2, got {classes!r}")
-        if embed_dim is not None and embed_dim < 1:
-            raise ValueError(f"cgan: embed_dim must be at least 1, got {embed_dim}")
-        self.classes, self.embed_dim = classes, embed_dim
-        super().__init__(arch=arch, noise=noise, width=width, resolution=resolution, channels=channels, lr=lr,
-                         lr_g=lr_g, beta1=beta1, beta2=beta2, loss=loss, n_critic=n_critic, lambda_gp=lambda_gp,
-                         gp_chunk_size=gp_chunk_size, classes=classes, embed_dim=embed_dim)
+    config_class = CGANConfig
 
-    @classmethod
-    def add_arguments(cls, parser):
-        super().add_arguments(parser)
-        parser.add_argument("--embed-dim", dest="embed_dim", type=int, default=None,
-                            help="label embedding size in G and D (default: the number of classes)")
+    def __init__(self, **config):
+        cfg = CGANConfig(**config)
+        if not isinstance(cfg.classes, int) or cfg.classes < 2:
+            raise ValueError(f"cgan: classes must be an integer >= 2, got {cfg.classes!r}")
+        if cfg.embed_dim is not None and cfg.embed_dim < 1:
+            raise ValueError(f"cgan: embed_dim must be at least 1, got {cfg.embed_dim}")
+        self.classes, self.embed_dim = cfg.classes, cfg.embed_dim
+        super().__init__(**dataclasses.asdict(cfg))
 
     def condition_args(self):
         return {"classes": self.classes, "embed_dim": self.embed_dim}

@@ -18,11 +18,13 @@ layers (34x34 patches) since a 70x70 patch covers a whole 28-32 px image (``--d-
 One trainer step updates both discriminators, then both generators on the same fakes (the
 reference code updates the generators first).
 """
+import dataclasses
+
 import torch
 
 import gentk
-from gentk.models.adversarial import AdversarialModel, generator_loss, init_normal, set_requires_grad
-from gentk.models.base import host_floats, to_image_range, to_model_range
+from gentk.models.adversarial import AdversarialConfig, AdversarialModel, generator_loss, init_normal, set_requires_grad
+from gentk.models.base import from_data, host_floats, option, override, to_image_range, to_model_range
 from gentk.models.image_nets import (ExampleInputs, PatchDiscriminator, ResnetGenerator, batches, default_width,
                                      patch_layers, translation_grid)
 
@@ -73,67 +75,67 @@ def linear_decay(total_steps):
     return factor
 
 
+@dataclasses.dataclass
+class CycleGANConfig(AdversarialConfig):
+    """The paper's objective (LSGAN, lambda_cyc = 10, identity 0.5, a pool of 50, Adam 2e-4 decaying
+    over the second half) at CPU-sized widths."""
+    loss: str = override(AdversarialConfig, "loss", "lsgan")
+    channels: int = from_data(1)
+    resolution: int = from_data(28)
+    width: int | None = option(None, "generator base width", default_help="64 from 128 px, 16 below")
+    d_width: int | None = option(None, "discriminator base width", default_help="64 from 128 px, 16 below")
+    n_blocks: int | None = option(None, "residual blocks", default_help="9 from 256 px, 6 below")
+    d_layers: int | None = option(None, "PatchGAN layers (3: 70x70 patches, the paper's)",
+                                  default_help="3 from 64 px, 2 below")
+    lambda_cyc: float = option(10.0, "cycle weight")
+    lambda_identity: float = option(0.5, "identity loss weight as a fraction of --lambda-cyc (0 turns it off)")
+    pool_size: int = option(50, "generated images each discriminator draws from (0: no pool)")
+    total_steps: int | None = from_data(None)
+    lr: float = from_data(2e-4)
+
+
 class CycleGAN(AdversarialModel):
     name = "cyclegan"
     capabilities = frozenset({"translation"})
     paper = "Zhu et al. 2017, Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks"
     data_kind = "unpaired"
     default_data = "digits-thickness"
-    default_loss = "lsgan"
+    config_class = CycleGANConfig
 
-    def __init__(self, channels=1, resolution=28, width=None, d_width=None, n_blocks=None, d_layers=None,
-                 lambda_cyc=10.0, lambda_identity=0.5, pool_size=50, total_steps=None, lr=2e-4, loss="lsgan",
-                 n_critic=1, lambda_gp=10.0):
-        width = width or default_width(resolution)
-        d_width = d_width or default_width(resolution)
-        n_blocks = n_blocks or (9 if resolution >= 256 else 6)
-        d_layers = d_layers or patch_layers(resolution)
-        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, channels=channels,
-                         resolution=resolution, width=width, d_width=d_width, n_blocks=n_blocks, d_layers=d_layers,
-                         lambda_cyc=lambda_cyc, lambda_identity=lambda_identity, pool_size=pool_size,
-                         total_steps=total_steps, lr=lr)
-        if resolution % 4:
-            raise ValueError(f"the ResNet generator needs a resolution divisible by 4, got {resolution}")
-        if not lambda_cyc >= 0 or not lambda_identity >= 0:
-            raise ValueError(f"lambda_cyc and lambda_identity must be >= 0, got {lambda_cyc}, {lambda_identity}")
-        if pool_size < 0:
-            raise ValueError(f"pool_size must be >= 0, got {pool_size}")
-        if total_steps is not None and total_steps < 1:
-            raise ValueError(f"total_steps must be at least 1, got {total_steps}")
-        self.lambda_cyc, self.lambda_identity = float(lambda_cyc), float(lambda_identity)
-        self.gen_ab = ResnetGenerator(channels, channels, width, n_blocks, "cyclegan")
-        self.gen_ba = ResnetGenerator(channels, channels, width, n_blocks, "cyclegan")
-        self.disc_a = PatchDiscriminator(channels, d_width, d_layers, "instance")  # real A vs G_BA(B)
-        self.disc_b = PatchDiscriminator(channels, d_width, d_layers, "instance")  # real B vs G_AB(A)
+    def __init__(self, **config):
+        cfg = CycleGANConfig(**config)
+        cfg.width = cfg.width or default_width(cfg.resolution)
+        cfg.d_width = cfg.d_width or default_width(cfg.resolution)
+        cfg.n_blocks = cfg.n_blocks or (9 if cfg.resolution >= 256 else 6)
+        cfg.d_layers = cfg.d_layers or patch_layers(cfg.resolution)
+        super().__init__(**dataclasses.asdict(cfg))
+        if cfg.resolution % 4:
+            raise ValueError(f"the ResNet generator needs a resolution divisible by 4, got {cfg.resolution}")
+        if not cfg.lambda_cyc >= 0 or not cfg.lambda_identity >= 0:
+            raise ValueError(f"lambda_cyc and lambda_identity must be >= 0, got {cfg.lambda_cyc}, "
+                             f"{cfg.lambda_identity}")
+        if cfg.pool_size < 0:
+            raise ValueError(f"pool_size must be >= 0, got {cfg.pool_size}")
+        if cfg.total_steps is not None and cfg.total_steps < 1:
+            raise ValueError(f"total_steps must be at least 1, got {cfg.total_steps}")
+        self.lambda_cyc, self.lambda_identity = float(cfg.lambda_cyc), float(cfg.lambda_identity)
+        self.gen_ab = ResnetGenerator(cfg.channels, cfg.channels, cfg.width, cfg.n_blocks, "cyclegan")
+        self.gen_ba = ResnetGenerator(cfg.channels, cfg.channels, cfg.width, cfg.n_blocks, "cyclegan")
+        self.disc_a = PatchDiscriminator(cfg.channels, cfg.d_width, cfg.d_layers, "instance")  # real A vs G_BA(B)
+        self.disc_b = PatchDiscriminator(cfg.channels, cfg.d_width, cfg.d_layers, "instance")  # real B vs G_AB(A)
         for net in self.networks().values():
             net.apply(init_normal)
-        self.opt_g = torch.optim.Adam(list(self.gen_ab.parameters()) + list(self.gen_ba.parameters()), lr=lr,
+        self.opt_g = torch.optim.Adam(list(self.gen_ab.parameters()) + list(self.gen_ba.parameters()), lr=cfg.lr,
                                       betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(list(self.disc_a.parameters()) + list(self.disc_b.parameters()), lr=lr,
+        self.opt_d = torch.optim.Adam(list(self.disc_a.parameters()) + list(self.disc_b.parameters()), lr=cfg.lr,
                                       betas=(0.5, 0.999))
         self.scheds = {}
-        if total_steps:
-            self.scheds = {name: torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(total_steps))
+        if cfg.total_steps:
+            self.scheds = {name: torch.optim.lr_scheduler.LambdaLR(opt, linear_decay(cfg.total_steps))
                            for name, opt in self.optimizers().items()}
-        self.pool_a, self.pool_b = ImagePool(pool_size), ImagePool(pool_size)
+        self.pool_a, self.pool_b = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)
         self.examples = ExampleInputs()
         self._fakes = None
-
-    @classmethod
-    def add_arguments(cls, parser):
-        super().add_arguments(parser)
-        parser.add_argument("--width", type=int, default=None,
-                            help="generator base width (default 64 from 128 px, 16 below)")
-        parser.add_argument("--d-width", dest="d_width", type=int, default=None, help="discriminator base width")
-        parser.add_argument("--n-blocks", dest="n_blocks", type=int, default=None,
-                            help="residual blocks (default 9 from 256 px, 6 below)")
-        parser.add_argument("--d-layers", dest="d_layers", type=int, default=None,
-                            help="PatchGAN layers (3: 70x70 patches, the paper's; default 2 below 64 px)")
-        parser.add_argument("--lambda-cyc", dest="lambda_cyc", type=float, default=10.0, help="cycle weight (10)")
-        parser.add_argument("--lambda-identity", dest="lambda_identity", type=float, default=0.5,
-                            help="identity loss weight as a fraction of --lambda-cyc (0.5; 0 turns it off)")
-        parser.add_argument("--pool-size", dest="pool_size", type=int, default=50,
-                            help="generated images each discriminator draws from (50; 0: no pool)")
 
     def networks(self):
         return {"gen_ab": self.gen_ab, "gen_ba": self.gen_ba, "disc_a": self.disc_a, "disc_b": self.disc_b}

@@ -11,53 +11,58 @@ paper's MLP (two 1200-unit ReLU layers in G, two maxout layers in D).
 One trainer step is one critic update on a real batch and as many fakes; every
 ``n_critic``-th step also updates G on a fresh batch of noise.
 """
+import dataclasses
+
 import torch
 
-from gentk.models.adversarial import AdversarialModel, generator_loss, set_requires_grad
-from gentk.models.base import first_tensor, host_floats, to_image_range, to_model_range
+from gentk.models.adversarial import AdversarialModel, ChunkedPenaltyConfig, generator_loss, set_requires_grad
+from gentk.models.base import first_tensor, from_data, host_floats, option, to_image_range, to_model_range
 from gentk.models.dcgan_nets import Discriminator, Generator, check_arch, init_weights, noise_like
+
+
+@dataclasses.dataclass
+class GANConfig(ChunkedPenaltyConfig):
+    """The DCGAN recipe: 100 noise dimensions, Adam 2e-4 with betas (0.5, 0.999), BCE."""
+    arch: str = option("conv", "DCGAN-style conv G/D, or mlp: the paper's MLP", choices=("conv", "mlp"))
+    noise: int = option(100, "noise dimensions")
+    width: int = option(64, "conv channels of the first D layer")
+    resolution: int = from_data(28)
+    channels: int = from_data(1)
+    lr: float = from_data(2e-4)
+    lr_g: float | None = option(None, "generator learning rate",
+                                default_help="--lr; InfoGAN's paper used 1e-3 with D at 2e-4")
+    beta1: float = 0.5  # Adam's betas: from Python only, no flag
+    beta2: float = 0.999
 
 
 class GAN(AdversarialModel):
     name = "gan"
     paper = "Goodfellow et al. 2014, Generative Adversarial Nets"
     data_kind = "labelled"
-    default_noise = 100
+    config_class = GANConfig
 
-    def __init__(self, arch="conv", noise=100, width=64, resolution=28, channels=1, lr=2e-4, lr_g=None, beta1=0.5,
-                 beta2=0.999, loss="bce", n_critic=1, lambda_gp=10.0, gp_chunk_size=None, **extra):
-        super().__init__(arch=arch, noise=noise, width=width, resolution=resolution, channels=channels, lr=lr,
-                         lr_g=lr_g, beta1=beta1, beta2=beta2, loss=loss, n_critic=n_critic, lambda_gp=lambda_gp,
-                         gp_chunk_size=gp_chunk_size, **extra)
-        check_arch(self.name, arch, resolution)
-        if noise < 1:
-            raise ValueError(f"{self.name}: noise must be at least 1, got {noise}")
-        if width < 1:
-            raise ValueError(f"{self.name}: width must be at least 1, got {width}")
-        if not lr > 0:
-            raise ValueError(f"{self.name}: lr must be positive, got {lr}")
-        if lr_g is not None and not lr_g > 0:
-            raise ValueError(f"{self.name}: lr_g must be positive, got {lr_g}")
-        self.noise = noise
-        self.generator = init_weights(Generator(self.generator_inputs(), channels, resolution, arch, width,
-                                                **self.condition_args()))
-        self.discriminator = init_weights(Discriminator(channels, resolution, arch, width, norm=loss != "wgan-gp",
-                                                        **self.condition_args()))
+    def __init__(self, **config):
+        cfg = self.config_class(**config)  # a subclass's config: its own fields pass through to self.config
+        super().__init__(**dataclasses.asdict(cfg))
+        check_arch(self.name, cfg.arch, cfg.resolution)
+        if cfg.noise < 1:
+            raise ValueError(f"{self.name}: noise must be at least 1, got {cfg.noise}")
+        if cfg.width < 1:
+            raise ValueError(f"{self.name}: width must be at least 1, got {cfg.width}")
+        if not cfg.lr > 0:
+            raise ValueError(f"{self.name}: lr must be positive, got {cfg.lr}")
+        if cfg.lr_g is not None and not cfg.lr_g > 0:
+            raise ValueError(f"{self.name}: lr_g must be positive, got {cfg.lr_g}")
+        self.noise = cfg.noise
+        self.generator = init_weights(Generator(self.generator_inputs(), cfg.channels, cfg.resolution, cfg.arch,
+                                                cfg.width, **self.condition_args()))
+        self.discriminator = init_weights(Discriminator(cfg.channels, cfg.resolution, cfg.arch, cfg.width,
+                                                        norm=cfg.loss != "wgan-gp", **self.condition_args()))
         self.build_heads()
-        self.optimizer_g = torch.optim.Adam(self.generator_parameters(), lr=lr if lr_g is None else lr_g,
-                                            betas=(beta1, beta2))
-        self.optimizer_d = torch.optim.Adam(self.critic_parameters(), lr=lr, betas=(beta1, beta2))
-
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--arch", choices=("conv", "mlp"), default="conv",
-                            help="DCGAN-style conv G/D (default) or the paper's MLP")
-        parser.add_argument("--noise", type=int, default=cls.default_noise,
-                            help=f"noise dimensions (default {cls.default_noise})")
-        parser.add_argument("--width", type=int, default=64, help="conv channels of the first D layer (default 64)")
-        parser.add_argument("--lr-g", dest="lr_g", type=float, default=None,
-                            help="generator learning rate (default: --lr; InfoGAN's paper used 1e-3 with D at 2e-4)")
-        super().add_arguments(parser)
+        betas = (cfg.beta1, cfg.beta2)
+        self.optimizer_g = torch.optim.Adam(self.generator_parameters(), lr=cfg.lr if cfg.lr_g is None else cfg.lr_g,
+                                            betas=betas)
+        self.optimizer_d = torch.optim.Adam(self.critic_parameters(), lr=cfg.lr, betas=betas)
 
     # --- what conditional variants change -------------------------------------------------
     def generator_inputs(self):

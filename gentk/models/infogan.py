@@ -20,56 +20,55 @@ sweeps: ``sweep_categorical`` (row = category, column = one noise vector shared 
 column) and ``sweep_continuous_k`` (row = category, column = c_k from -2 to 2; noise and
 the other code fixed).
 """
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from gentk.models.adversarial import generator_loss, set_requires_grad
-from gentk.models.base import first_tensor, host_floats, to_model_range
+from gentk.models.base import first_tensor, host_floats, option, override, to_model_range
 from gentk.models.dcgan_nets import init_weights, noise_like
-from gentk.models.gan import GAN
+from gentk.models.gan import GAN, GANConfig
 
 SWEEP_COLUMNS = 8
 SWEEP_RANGE = 2.0
+
+
+@dataclasses.dataclass
+class InfoGANConfig(GANConfig):
+    """The paper's MNIST codes: 62 noise dimensions, one 10-way categorical and 2 continuous codes,
+    lambda_cat = 1, lambda_cont = 0.1."""
+    noise: int = override(GANConfig, "noise", 62)
+    categorical: int = option(10, "values of the categorical code")
+    continuous: int = option(2, "continuous codes")
+    lambda_cat: float = option(1.0, "weight of the categorical information term")
+    lambda_cont: float = option(0.1, "weight of the continuous information term")
+    info_trains_body: bool = option(True, "D's step trains only Q's head on the information term, not D's shared "
+                                    "body", switch="--info-head-only",
+                                    default_help="both, as in the paper's code")
 
 
 class InfoGAN(GAN):
     name = "infogan"
     capabilities = frozenset({"code_sweeps"})
     paper = "Chen et al. 2016, InfoGAN: Interpretable Representation Learning by Information Maximizing GANs"
-    default_noise = 62
+    config_class = InfoGANConfig
 
-    def __init__(self, arch="conv", noise=62, categorical=10, continuous=2, lambda_cat=1.0, lambda_cont=0.1,
-                 width=64, resolution=28, channels=1, lr=2e-4, lr_g=None, beta1=0.5, beta2=0.999, loss="bce",
-                 n_critic=1, lambda_gp=10.0, gp_chunk_size=None, info_trains_body=True):
-        if not isinstance(categorical, int) or categorical < 2:
-            raise ValueError(f"infogan: categorical must be an integer >= 2, got {categorical!r}")
-        if not isinstance(continuous, int) or continuous < 0:
-            raise ValueError(f"infogan: continuous must be an integer >= 0, got {continuous!r}")
-        for key, value in (("lambda_cat", lambda_cat), ("lambda_cont", lambda_cont)):
-            if not value >= 0:
-                raise ValueError(f"infogan: {key} must be >= 0, got {value!r}")
-        self.categorical, self.continuous = categorical, continuous
-        self.lambda_cat, self.lambda_cont = lambda_cat, lambda_cont
-        self.info_trains_body = bool(info_trains_body)
+    def __init__(self, **config):
+        cfg = InfoGANConfig(**config)
+        if not isinstance(cfg.categorical, int) or cfg.categorical < 2:
+            raise ValueError(f"infogan: categorical must be an integer >= 2, got {cfg.categorical!r}")
+        if not isinstance(cfg.continuous, int) or cfg.continuous < 0:
+            raise ValueError(f"infogan: continuous must be an integer >= 0, got {cfg.continuous!r}")
+        for key in ("lambda_cat", "lambda_cont"):
+            if not getattr(cfg, key) >= 0:
+                raise ValueError(f"infogan: {key} must be >= 0, got {getattr(cfg, key)!r}")
+        self.categorical, self.continuous = cfg.categorical, cfg.continuous
+        self.lambda_cat, self.lambda_cont = cfg.lambda_cat, cfg.lambda_cont
+        self.info_trains_body = bool(cfg.info_trains_body)
         self.q_head = None
-        super().__init__(arch=arch, noise=noise, width=width, resolution=resolution, channels=channels, lr=lr,
-                         lr_g=lr_g, beta1=beta1, beta2=beta2, loss=loss, n_critic=n_critic, lambda_gp=lambda_gp,
-                         gp_chunk_size=gp_chunk_size, categorical=categorical, continuous=continuous,
-                         lambda_cat=lambda_cat, lambda_cont=lambda_cont, info_trains_body=info_trains_body)
-
-    @classmethod
-    def add_arguments(cls, parser):
-        super().add_arguments(parser)
-        parser.add_argument("--categorical", type=int, default=10, help="values of the categorical code (default 10)")
-        parser.add_argument("--continuous", type=int, default=2, help="continuous codes (default 2)")
-        parser.add_argument("--lambda-cat", dest="lambda_cat", type=float, default=1.0,
-                            help="weight of the categorical information term (default 1)")
-        parser.add_argument("--lambda-cont", dest="lambda_cont", type=float, default=0.1,
-                            help="weight of the continuous information term (default 0.1)")
-        parser.add_argument("--info-head-only", dest="info_trains_body", action="store_false",
-                            help="D's step trains only Q's head on the information term, not D's shared body "
-                                 "(default: both, as in the paper's code)")
+        super().__init__(**dataclasses.asdict(cfg))
 
     def generator_inputs(self):
         return self.noise + self.categorical + self.continuous

@@ -27,13 +27,14 @@ network at 28x28 instead of 32x32 (two stride-2 4x4 convolutions 32 and 64 wide,
 layer), ``arch="mlp"`` the VAE's one-hidden-layer MLP. All the latent arithmetic runs through
 gentk ops: reparameterize_kl, gumbel_softmax, categorical_kl_uniform, bernoulli_recon.
 """
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 
 import gentk
-from gentk.models.base import GenerativeModel, first_tensor, host_floats
+from gentk.models.base import GenerativeModel, first_tensor, from_data, host_floats, option
 from gentk.models.beta_vae import linear_capacity, scaled_ramp, sweep
 from gentk.models.checks import check_int, check_number
 from gentk.models.vae import ARCHITECTURES, build_networks, reconstruction_grid
@@ -72,70 +73,68 @@ def marginal_kl_uniform(logits):
     return gentk.categorical_kl_uniform(log_marginal)
 
 
+@dataclasses.dataclass
+class JointVAEConfig:
+    """Dupont's MNIST settings: 10 continuous latents, one 10-way code, tau 0.67, both capacities
+    0 -> 5 nats over 25,000 steps at gamma 30, Adam 5e-4."""
+    latent: int = option(10, "continuous latent dimensions")
+    categories: str = option("10", "categories of each categorical latent, comma-separated")
+    arch: str = option("conv", "the VAE's conv or mlp", choices=ARCHITECTURES)
+    tau: float = option(0.67, "Gumbel-Softmax temperature")
+    cont_capacity: float = option(5.0, "final C_z in nats")
+    disc_capacity: float = option(5.0, "final C_c in nats, capped at sum log K")
+    cont_capacity_steps: int | None = option(None, "steps of the C_z ramp",
+                                             default_help="the paper's 25,000 scaled to the data size")
+    disc_capacity_steps: int | None = option(None, "steps of the C_c ramp",
+                                             default_help="the paper's 25,000 scaled to the data size")
+    cont_gamma: float = option(30.0, "weight of |KL_z - C_z|")
+    disc_gamma: float = option(30.0, "weight of |KL_c - C_c|")
+    marginal_gamma: float = option(0.0, "weight of KL(q(c) || uniform) of the batch's aggregate posterior, which "
+                                   "keeps every category in use (0: Dupont's objective)")
+    train_size: int | None = from_data(None)
+    resolution: int = from_data(28)
+    channels: int = from_data(1)
+    lr: float = from_data(5e-4)
+
+
 class JointVAE(GenerativeModel):
     name = "joint_vae"
     capabilities = frozenset({"elbo", "importance_nll", "latent_kl", "capacity", "traverse", "categorical_codes"})
     paper = "Dupont 2018, Learning Disentangled Joint Continuous and Discrete Representations"
     data_kind = "labelled"
+    config_class = JointVAEConfig
 
-    def __init__(self, latent=10, categories="10", arch="conv", tau=0.67, cont_capacity=5.0, disc_capacity=5.0,
-                 cont_capacity_steps=None, disc_capacity_steps=None, cont_gamma=30.0, disc_gamma=30.0,
-                 marginal_gamma=0.0, train_size=None, resolution=28, channels=1, lr=5e-4):
-        sizes = parse_categories(categories)
-        check_int("latent", latent, 0)
-        if latent + len(sizes) == 0:
+    def __init__(self, **config):
+        cfg = JointVAEConfig(**config)
+        sizes = parse_categories(cfg.categories)
+        check_int("latent", cfg.latent, 0)
+        if cfg.latent + len(sizes) == 0:
             raise ValueError("latent is 0 and categories is empty: the model needs at least one latent")
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be 'conv' or 'mlp', got {arch!r}")
-        tau = check_number("tau", tau, 0.0, strictly=True)
-        cont_capacity = check_number("cont_capacity", cont_capacity, 0.0)
-        disc_capacity = check_number("disc_capacity", disc_capacity, 0.0)
-        cont_gamma = check_number("cont_gamma", cont_gamma, 0.0)
-        disc_gamma = check_number("disc_gamma", disc_gamma, 0.0)
-        marginal_gamma = check_number("marginal_gamma", marginal_gamma, 0.0)
-        for name, value in (("cont_capacity_steps", cont_capacity_steps), ("disc_capacity_steps", disc_capacity_steps),
-                            ("train_size", train_size)):
-            if value is not None:
-                check_int(name, value, 1)
-        check_number("lr", lr, 0.0, strictly=True)
-        super().__init__(latent=latent, categories=categories, arch=arch, tau=tau, cont_capacity=cont_capacity,
-                         disc_capacity=disc_capacity, cont_capacity_steps=cont_capacity_steps,
-                         disc_capacity_steps=disc_capacity_steps, cont_gamma=cont_gamma, disc_gamma=disc_gamma,
-                         marginal_gamma=marginal_gamma, train_size=train_size, resolution=resolution,
-                         channels=channels, lr=lr)
-        self.latent, self.categories, self.tau = latent, sizes, tau
-        self.cont_capacity, self.disc_capacity = cont_capacity, disc_capacity
-        self.cont_gamma, self.disc_gamma, self.marginal_gamma = cont_gamma, disc_gamma, marginal_gamma
-        self.cont_steps = cont_capacity_steps or scaled_ramp(DUPONT_STEPS, DUPONT_DATA, train_size)
-        self.disc_steps = disc_capacity_steps or scaled_ramp(DUPONT_STEPS, DUPONT_DATA, train_size)
+        if cfg.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be 'conv' or 'mlp', got {cfg.arch!r}")
+        cfg.tau = check_number("tau", cfg.tau, 0.0, strictly=True)
+        for name in ("cont_capacity", "disc_capacity", "cont_gamma", "disc_gamma", "marginal_gamma"):
+            setattr(cfg, name, check_number(name, getattr(cfg, name), 0.0))
+        for name in ("cont_capacity_steps", "disc_capacity_steps", "train_size"):
+            if getattr(cfg, name) is not None:
+                check_int(name, getattr(cfg, name), 1)
+        check_number("lr", cfg.lr, 0.0, strictly=True)
+        super().__init__(**dataclasses.asdict(cfg))
+        latent = cfg.latent
+        self.latent, self.categories, self.tau = latent, sizes, cfg.tau
+        self.cont_capacity, self.disc_capacity = cfg.cont_capacity, cfg.disc_capacity
+        self.cont_gamma, self.disc_gamma, self.marginal_gamma = cfg.cont_gamma, cfg.disc_gamma, cfg.marginal_gamma
+        self.cont_steps = cfg.cont_capacity_steps or scaled_ramp(DUPONT_STEPS, DUPONT_DATA, cfg.train_size)
+        self.disc_steps = cfg.disc_capacity_steps or scaled_ramp(DUPONT_STEPS, DUPONT_DATA, cfg.train_size)
         self.disc_limit = sum(math.log(k) for k in sizes)
         self.code_size = latent + sum(sizes)
-        self.encoder, self.decoder = build_networks(arch, channels, resolution, self.code_size,
+        self.encoder, self.decoder = build_networks(cfg.arch, cfg.channels, cfg.resolution, self.code_size,
                                                     encoder_outputs=2 * latent + sum(sizes))
-        self.optimizer = torch.optim.Adam(list(self.encoder.parameters()) + list(self.decoder.parameters()), lr=lr)
+        self.optimizer = torch.optim.Adam(list(self.encoder.parameters()) + list(self.decoder.parameters()),
+                                          lr=cfg.lr)
         self.step = 0
         # running mean of each continuous latent's KL: the traversal's default dimension
         self.kl_average = torch.zeros(latent)
-
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--latent", type=int, default=10, help="continuous latent dimensions (default 10)")
-        parser.add_argument("--categories", default="10",
-                            help="categories of each categorical latent, comma-separated (default '10')")
-        parser.add_argument("--arch", choices=ARCHITECTURES, default="conv", help="the VAE's conv (default) or mlp")
-        parser.add_argument("--tau", type=float, default=0.67, help="Gumbel-Softmax temperature (default 0.67)")
-        parser.add_argument("--cont-capacity", type=float, default=5.0, help="final C_z in nats (default 5)")
-        parser.add_argument("--disc-capacity", type=float, default=5.0,
-                            help="final C_c in nats, capped at sum log K (default 5)")
-        parser.add_argument("--cont-capacity-steps", type=int, default=None,
-                            help="steps of the C_z ramp (default: the paper's 25,000 scaled to the data size)")
-        parser.add_argument("--disc-capacity-steps", type=int, default=None,
-                            help="steps of the C_c ramp (default: the paper's 25,000 scaled to the data size)")
-        parser.add_argument("--cont-gamma", type=float, default=30.0, help="weight of |KL_z - C_z| (default 30)")
-        parser.add_argument("--disc-gamma", type=float, default=30.0, help="weight of |KL_c - C_c| (default 30)")
-        parser.add_argument("--marginal-gamma", type=float, default=0.0,
-                            help="weight of KL(q(c) || uniform) of the batch's aggregate posterior, which keeps "
-                                 "every category in use (default 0: Dupont's objective)")
 
     def networks(self):
         return {"encoder": self.encoder, "decoder": self.decoder}

@@ -12,13 +12,32 @@ be the whole 28-32 px image; ``--d-layers 3`` for the paper's). ``direction`` ``
 default because the embedded ``digits-edges`` pairs are (digit, edge map) and the task is
 edges -> digit, as in the paper's edges2* sets; use ``AtoB`` for folders stored input|output.
 """
+import dataclasses
+
 import torch
 
 import gentk
-from gentk.models.adversarial import AdversarialModel, generator_loss, init_normal, set_requires_grad
-from gentk.models.base import host_floats, to_image_range, to_model_range
+from gentk.models.adversarial import AdversarialConfig, AdversarialModel, generator_loss, init_normal, set_requires_grad
+from gentk.models.base import from_data, host_floats, option, to_image_range, to_model_range
 from gentk.models.image_nets import (NORMS, ExampleInputs, PatchDiscriminator, UnetGenerator, batches,
                                      default_width, patch_layers, psnr, translation_grid)
+
+
+@dataclasses.dataclass
+class Pix2PixConfig(AdversarialConfig):
+    """The paper's objective (BCE, lambda_L1 = 100, dropout 0.5, Adam 2e-4) at CPU-sized widths."""
+    channels: int = from_data(1)
+    resolution: int = from_data(28)
+    direction: str = option("BtoA", "translate A to B or B to A (BtoA: edges -> digit on digits-edges)",
+                            choices=("AtoB", "BtoA"))
+    norm: str = option("batch", "batch (the paper's) or instance (gentk's fused kernel)", choices=NORMS)
+    width: int | None = option(None, "generator base width", default_help="64 from 128 px, 16 below")
+    d_width: int | None = option(None, "discriminator base width", default_help="64 from 128 px, 16 below")
+    d_layers: int | None = option(None, "PatchGAN layers (3: 70x70 patches, the paper's)",
+                                  default_help="3 from 64 px, 2 below")
+    dropout: float = option(0.5, "decoder dropout")
+    lambda_l1: float = option(100.0, "L1 weight")
+    lr: float = from_data(2e-4)
 
 
 class Pix2Pix(AdversarialModel):
@@ -27,48 +46,31 @@ class Pix2Pix(AdversarialModel):
     paper = "Isola et al. 2017, Image-to-Image Translation with Conditional Adversarial Networks"
     data_kind = "paired"
     default_data = "digits-edges"
-    default_loss = "bce"
+    config_class = Pix2PixConfig
 
-    def __init__(self, channels=1, resolution=28, direction="BtoA", norm="batch", width=None, d_width=None,
-                 d_layers=None, dropout=0.5, lambda_l1=100.0, lr=2e-4, loss="bce", n_critic=1, lambda_gp=10.0):
-        width = width or default_width(resolution)
-        d_width = d_width or default_width(resolution)
-        d_layers = d_layers or patch_layers(resolution)
-        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, channels=channels,
-                         resolution=resolution, direction=direction, norm=norm, width=width, d_width=d_width,
-                         d_layers=d_layers, dropout=dropout, lambda_l1=lambda_l1, lr=lr)
-        if direction not in ("AtoB", "BtoA"):
-            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {direction!r}")
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if not lambda_l1 >= 0:
-            raise ValueError(f"lambda_l1 must be >= 0, got {lambda_l1}")
-        self.direction, self.lambda_l1 = direction, float(lambda_l1)
-        self.generator = UnetGenerator(channels, channels, resolution, width, norm, dropout)
-        self.discriminator = PatchDiscriminator(2 * channels, d_width, d_layers, norm)
+    def __init__(self, **config):
+        cfg = Pix2PixConfig(**config)
+        cfg.width = cfg.width or default_width(cfg.resolution)
+        cfg.d_width = cfg.d_width or default_width(cfg.resolution)
+        cfg.d_layers = cfg.d_layers or patch_layers(cfg.resolution)
+        super().__init__(**dataclasses.asdict(cfg))
+        if cfg.direction not in ("AtoB", "BtoA"):
+            raise ValueError(f"direction must be 'AtoB' or 'BtoA', got {cfg.direction!r}")
+        if cfg.norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {cfg.norm!r}")
+        if not 0 <= cfg.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
+        if not cfg.lambda_l1 >= 0:
+            raise ValueError(f"lambda_l1 must be >= 0, got {cfg.lambda_l1}")
+        self.direction, self.lambda_l1 = cfg.direction, float(cfg.lambda_l1)
+        self.generator = UnetGenerator(cfg.channels, cfg.channels, cfg.resolution, cfg.width, cfg.norm, cfg.dropout)
+        self.discriminator = PatchDiscriminator(2 * cfg.channels, cfg.d_width, cfg.d_layers, cfg.norm)
         self.generator.apply(init_normal)
         self.discriminator.apply(init_normal)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         self.examples = ExampleInputs()
         self._fake = None
-
-    @classmethod
-    def add_arguments(cls, parser):
-        super().add_arguments(parser)
-        parser.add_argument("--direction", choices=("AtoB", "BtoA"), default="BtoA",
-                            help="translate A to B or B to A (default BtoA: edges -> digit on digits-edges)")
-        parser.add_argument("--norm", choices=NORMS, default="batch",
-                            help="batch (the paper's) or instance (gentk's fused kernel)")
-        parser.add_argument("--width", type=int, default=None, help="generator base width (default 64 from 128 px, "
-                            "16 below)")
-        parser.add_argument("--d-width", dest="d_width", type=int, default=None, help="discriminator base width")
-        parser.add_argument("--d-layers", dest="d_layers", type=int, default=None,
-                            help="PatchGAN layers (3: 70x70 patches, the paper's; default 2 below 64 px)")
-        parser.add_argument("--dropout", type=float, default=0.5, help="decoder dropout (default 0.5)")
-        parser.add_argument("--lambda-l1", dest="lambda_l1", type=float, default=100.0, help="L1 weight (default 100)")
 
     def networks(self):
         return {"generator": self.generator, "discriminator": self.discriminator}

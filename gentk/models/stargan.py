@@ -28,12 +28,14 @@ redraw it as another digit that the reconstruction loss can still invert (measur
 input's digit survived in under 1% of translations); with a 14x14 map it stays local and
 the digit survives (QUALITY.md).
 """
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
 import gentk
-from gentk.models.adversarial import AdversarialModel, generator_loss, set_requires_grad
-from gentk.models.base import host_floats, to_image_range, to_model_range
+from gentk.models.adversarial import AdversarialModel, ChunkedPenaltyConfig, generator_loss, set_requires_grad
+from gentk.models.base import from_data, host_floats, option, override, to_image_range, to_model_range
 from gentk.models.image_nets import (ExampleInputs, ResnetGenerator, StarDiscriminator, batches, default_width,
                                      instance_statistics, translation_grid)
 
@@ -55,25 +57,45 @@ def classification_loss(logits, target, label_mode):
     return F.cross_entropy(logits.float(), index)
 
 
+@dataclasses.dataclass
+class StarGANConfig(ChunkedPenaltyConfig):
+    """The paper's objective (WGAN-GP with lambda_gp = 10, n_critic = 5, lambda_cls = 1, lambda_rec = 10,
+    6 residual blocks, Adam 1e-4) at CPU-sized widths."""
+    loss: str = override(ChunkedPenaltyConfig, "loss", "wgan-gp")
+    n_critic: int = override(ChunkedPenaltyConfig, "n_critic", 5)
+    channels: int = from_data(3)
+    resolution: int = from_data(28)
+    c_dim: int = from_data(4)
+    label_mode: str = option("multi", "multi: binary attributes with BCE; single: one domain per image, CE",
+                             choices=LABEL_MODES)
+    exclusive: int = option(3, "the first N attributes are mutually exclusive (hair colours, digit colours; 0: "
+                            "none) and, in single mode, the domains")
+    width: int | None = option(None, "generator base width", default_help="64 from 128 px, 16 below")
+    d_width: int | None = option(None, "discriminator base width", default_help="64 from 128 px, 16 below")
+    n_blocks: int = option(6, "residual blocks")
+    n_down: int | None = option(None, "generator stride-2 layers", default_help="2 from 64 px, the paper's; 1 below")
+    d_layers: int | None = option(None, "discriminator stride-2 layers", default_help="down to a 2x2 map, 6 at 128 px")
+    lambda_cls: float = option(1.0, "domain classification loss weight")
+    lambda_rec: float = option(10.0, "reconstruction loss weight")
+    lr: float = from_data(1e-4)
+
+
 class StarGAN(AdversarialModel):
     name = "stargan"
     capabilities = frozenset({"translation"})
     paper = "Choi et al. 2018, StarGAN: Unified GANs for Multi-Domain Image-to-Image Translation"
     data_kind = "attributes"
     default_data = "digits-colour"
-    default_loss = "wgan-gp"
-    default_n_critic = 5
+    config_class = StarGANConfig
 
-    def __init__(self, channels=3, resolution=28, c_dim=4, label_mode="multi", exclusive=3, width=None,
-                 d_width=None, n_blocks=6, d_layers=None, lambda_cls=1.0, lambda_rec=10.0, lr=1e-4,
-                 loss="wgan-gp", n_critic=5, lambda_gp=10.0, gp_chunk_size=None, n_down=None):
-        width = width or default_width(resolution)
-        d_width = d_width or default_width(resolution)
-        n_down = n_down or (2 if resolution >= 64 else 1)
-        super().__init__(loss=loss, n_critic=n_critic, lambda_gp=lambda_gp, gp_chunk_size=gp_chunk_size,
-                         channels=channels, resolution=resolution, c_dim=c_dim, label_mode=label_mode,
-                         exclusive=exclusive, width=width, d_width=d_width, n_blocks=n_blocks, d_layers=d_layers,
-                         lambda_cls=lambda_cls, lambda_rec=lambda_rec, lr=lr, n_down=n_down)
+    def __init__(self, **config):
+        cfg = StarGANConfig(**config)
+        cfg.width = cfg.width or default_width(cfg.resolution)
+        cfg.d_width = cfg.d_width or default_width(cfg.resolution)
+        cfg.n_down = cfg.n_down or (2 if cfg.resolution >= 64 else 1)
+        super().__init__(**dataclasses.asdict(cfg))
+        label_mode, c_dim, exclusive, n_down, resolution = (cfg.label_mode, cfg.c_dim, cfg.exclusive, cfg.n_down,
+                                                            cfg.resolution)
         if label_mode not in LABEL_MODES:
             raise ValueError(f"label_mode must be 'multi' or 'single', got {label_mode!r}")
         if c_dim < 1 or not 0 <= exclusive <= c_dim:
@@ -85,11 +107,12 @@ class StarGAN(AdversarialModel):
                              f"{2 ** n_down}, got {resolution}")
         self.label_mode, self.c_dim, self.exclusive = label_mode, c_dim, exclusive
         self.label_dim = (exclusive or c_dim) if label_mode == "single" else c_dim
-        self.lambda_cls, self.lambda_rec = float(lambda_cls), float(lambda_rec)
-        self.generator = ResnetGenerator(channels + self.label_dim, channels, width, n_blocks, "stargan", n_down=n_down)
-        self.discriminator = StarDiscriminator(channels, self.label_dim, resolution, d_width, d_layers)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.lambda_cls, self.lambda_rec = float(cfg.lambda_cls), float(cfg.lambda_rec)
+        self.generator = ResnetGenerator(cfg.channels + self.label_dim, cfg.channels, cfg.width, cfg.n_blocks,
+                                         "stargan", n_down=n_down)
+        self.discriminator = StarDiscriminator(cfg.channels, self.label_dim, resolution, cfg.d_width, cfg.d_layers)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
         self.examples = ExampleInputs()
         self._cached = None
 
@@ -97,26 +120,7 @@ class StarGAN(AdversarialModel):
     def config_from_checkpoint(cls, config):
         # checkpoints from before n_down existed were trained with the paper's two downsamplings
         # at every resolution (every newer config records n_down)
-        return {"n_down": 2, **config}
-
-    @classmethod
-    def add_arguments(cls, parser):
-        super().add_arguments(parser)
-        parser.add_argument("--label-mode", dest="label_mode", choices=LABEL_MODES, default="multi",
-                            help="multi: binary attributes with BCE (default); single: one domain per image, CE")
-        parser.add_argument("--exclusive", type=int, default=3,
-                            help="the first N attributes are mutually exclusive (hair colours, digit colours; "
-                                 "default 3; 0: none) and, in single mode, the domains")
-        parser.add_argument("--width", type=int, default=None,
-                            help="generator base width (default 64 from 128 px, 16 below)")
-        parser.add_argument("--d-width", dest="d_width", type=int, default=None, help="discriminator base width")
-        parser.add_argument("--n-blocks", dest="n_blocks", type=int, default=6, help="residual blocks (6)")
-        parser.add_argument("--n-down", dest="n_down", type=int, default=None,
-                            help="generator stride-2 layers (default 2 from 64 px, the paper's; 1 below)")
-        parser.add_argument("--d-layers", dest="d_layers", type=int, default=None,
-                            help="discriminator stride-2 layers (default: down to a 2x2 map, 6 at 128 px)")
-        parser.add_argument("--lambda-cls", dest="lambda_cls", type=float, default=1.0, help="domain loss (1)")
-        parser.add_argument("--lambda-rec", dest="lambda_rec", type=float, default=10.0, help="reconstruction (10)")
+        return {"n_down": 2, **super().config_from_checkpoint(config)}
 
     def networks(self):
         return {"generator": self.generator, "discriminator": self.discriminator}

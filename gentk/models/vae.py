@@ -7,6 +7,7 @@ convolutional encoder/decoder; ``arch="mlp"`` is the original one-hidden-layer M
 units, 20 latents). The reparameterization and the KL run as gentk's fused
 ``reparameterize_kl``, the reconstruction as ``bernoulli_recon``.
 """
+import dataclasses
 import math
 
 import torch
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gentk
-from gentk.models.base import GenerativeModel, first_tensor, host_floats
+from gentk.models.base import GenerativeModel, first_tensor, from_data, host_floats, option
 
 
 def _conv_encoder(channels, resolution, latent, width=32, hidden=256, outputs=None):
@@ -52,6 +53,16 @@ def _mlp_decoder(channels, resolution, latent, hidden=400):
 ARCHITECTURES = ("conv", "mlp")
 
 
+@dataclasses.dataclass
+class VAEConfig:
+    """The VAE's hyperparameters: pytorch/examples' VAE, Adam at 1e-3."""
+    arch: str = option("conv", "conv encoder/decoder, or mlp: the paper's one-hidden-layer MLP", choices=ARCHITECTURES)
+    latent: int = option(20, "latent dimensions")
+    resolution: int = from_data(28)
+    channels: int = from_data(1)
+    lr: float = from_data(1e-3)
+
+
 def build_networks(arch, channels, resolution, latent, encoder_outputs=None):
     """(encoder, decoder) of the VAE's architecture ``arch``, for the models built on it
     (beta-VAE, Joint-VAE): the encoder maps images to ``encoder_outputs`` features (default
@@ -83,28 +94,26 @@ class VAE(GenerativeModel):
     capabilities = frozenset({"elbo", "importance_nll"})
     paper = "Kingma & Welling 2014, Auto-Encoding Variational Bayes"
     data_kind = "labelled"
+    config_class = VAEConfig
 
-    def __init__(self, arch="conv", latent=20, resolution=28, channels=1, lr=1e-3):
-        super().__init__(arch=arch, latent=latent, resolution=resolution, channels=channels, lr=lr)
-        if arch not in ("conv", "mlp"):
-            raise ValueError(f"vae: arch must be 'conv' or 'mlp', got {arch!r}")
-        if arch == "conv" and resolution % 4:
-            raise ValueError(f"vae: the conv architecture needs a resolution divisible by 4, got {resolution}")
-        if latent < 1:
-            raise ValueError(f"vae: latent must be at least 1, got {latent}")
-        if not lr > 0:
-            raise ValueError(f"vae: lr must be positive, got {lr}")
-        make_encoder, make_decoder = (_conv_encoder, _conv_decoder) if arch == "conv" else (_mlp_encoder, _mlp_decoder)
-        self.latent = latent
-        self.encoder = make_encoder(channels, resolution, latent)
-        self.decoder = make_decoder(channels, resolution, latent)
-        self.optimizer = torch.optim.Adam(list(self.encoder.parameters()) + list(self.decoder.parameters()), lr=lr)
-
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--arch", choices=("conv", "mlp"), default="conv",
-                            help="conv encoder/decoder (default) or the paper's one-hidden-layer MLP")
-        parser.add_argument("--latent", type=int, default=20, help="latent dimensions (default 20)")
+    def __init__(self, **config):
+        cfg = VAEConfig(**config)
+        super().__init__(**dataclasses.asdict(cfg))
+        if cfg.arch not in ("conv", "mlp"):
+            raise ValueError(f"vae: arch must be 'conv' or 'mlp', got {cfg.arch!r}")
+        if cfg.arch == "conv" and cfg.resolution % 4:
+            raise ValueError(f"vae: the conv architecture needs a resolution divisible by 4, got {cfg.resolution}")
+        if cfg.latent < 1:
+            raise ValueError(f"vae: latent must be at least 1, got {cfg.latent}")
+        if not cfg.lr > 0:
+            raise ValueError(f"vae: lr must be positive, got {cfg.lr}")
+        make_encoder, make_decoder = (_conv_encoder, _conv_decoder) if cfg.arch == "conv" else \
+            (_mlp_encoder, _mlp_decoder)
+        self.latent = cfg.latent
+        self.encoder = make_encoder(cfg.channels, cfg.resolution, cfg.latent)
+        self.decoder = make_decoder(cfg.channels, cfg.resolution, cfg.latent)
+        self.optimizer = torch.optim.Adam(list(self.encoder.parameters()) + list(self.decoder.parameters()),
+                                          lr=cfg.lr)
 
     def networks(self):
         return {"encoder": self.encoder, "decoder": self.decoder}
