@@ -5,7 +5,7 @@ import torch
 
 import gentk
 from benchmarks.harness import Case
-from gentk.ops.reference import gaussian as ref
+from gentk.ops.gaussian import reference as ref
 
 # (256, 128) and (64, 20): a VAE's latent, where the fixed cost per call dominates
 SHAPES = [(4096, 512), (256, 128), (64, 20)]

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 import gentk
 from benchmarks.harness import Case
-from gentk.ops.reference import gumbel as ref
+from gentk.ops.gumbel import reference as ref
 
 TAU = 0.67  # Joint-VAE's temperature
 # (64, 10): Joint-VAE's categorical code at batch 64, where the fixed cost per call dominates

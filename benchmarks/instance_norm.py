@@ -5,7 +5,7 @@ import torch
 
 import gentk
 from benchmarks.harness import Case
-from gentk.ops.reference import instance_norm as ref
+from gentk.ops.instance_norm import reference as ref
 
 SHAPES = [(8, 256, 64, 64), (1, 64, 256, 256)]
 FORMATS = {"NCHW": torch.contiguous_format, "NHWC": torch.channels_last}

@@ -14,7 +14,7 @@ import torch
 
 import gentk
 from benchmarks.harness import Case
-from gentk.ops.reference import losses as ref
+from gentk.ops.losses import reference as ref
 
 
 def _logits(*shapes, target=False):

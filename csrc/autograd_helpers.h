@@ -21,7 +21,7 @@ inline std::optional<at::Tensor> optional_of(const at::Tensor& t) {
 
 // The fused backward kernels are not themselves differentiable. Under create_graph=True (the
 // engine then runs backward with grad mode on) say so, rather than hand back a gradient whose
-// own derivative would silently be missing; the message is gentk.ops.registration.first_order's,
+// own derivative would silently be missing; the message is gentk.ops._registration.first_order's,
 // which the Triton twins use.
 inline void check_first_order(const char* op, const char* what = "op", const char* redo = "it") {
   TORCH_CHECK(!c10::GradMode::is_enabled(), "gentk.", op, ": double backward (create_graph=True) through the "

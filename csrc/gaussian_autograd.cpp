@@ -1,6 +1,6 @@
 // Autograd of the compiled Gaussian ops, in C++. torch.library's Python-registered autograd
 // costs tens of microseconds per forward+backward, more than the kernels themselves on a
-// VAE's (64, 20) latent. The formulas are those of gentk/ops/registration/gaussian.py, which
+// VAE's (64, 20) latent. The formulas are those of gentk/ops/gaussian/registration.py, which
 // the Triton twins keep: nothing noise-sized is saved, backward regenerates the Philox noise
 // from the saved (seed, stream) pair (or reads the given eps).
 #include <optional>

@@ -1,6 +1,6 @@
 // Autograd of the compiled Gumbel ops, in C++. torch.library's Python-registered autograd
 // costs tens of microseconds per forward+backward, more than the kernels themselves on
-// Joint-VAE's (64, 10) code. The formulas are those of gentk/ops/registration/gumbel.py, which
+// Joint-VAE's (64, 10) code. The formulas are those of gentk/ops/gumbel/registration.py, which
 // the Triton twins keep: a soft sample saves its own output, a hard sample saves logits and
 // the noise source (gumbels, or the (seed, stream) pair) and backward regenerates the soft
 // sample.

@@ -3,7 +3,7 @@
 // cost is eager's (`python -m benchmarks.instance_norm --per-call`, figures in BENCHMARKS.md). Backward calls
 // gentk::instance_norm_backward; under create_graph=True (a WGAN-GP critic with instance norm)
 // it differentiates ATen's instance norm instead, so that second-order gradients are exact. The
-// Triton twin keeps the Python registration (gentk/ops/registration/instance_norm.py), which
+// Triton twin keeps the Python registration (gentk/ops/instance_norm/registration.py), which
 // does the same.
 #include <optional>
 #include <vector>

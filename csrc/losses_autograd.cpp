@@ -5,7 +5,7 @@
 // other devices (and for L1, whose gradient is a sign) the op saves its inputs and
 // backward calls the op's backward schema, which recomputes the gradient in one pass. The
 // Triton twins and the gradient-penalty ops keep the Python registration
-// (gentk/ops/registration/losses.py), whose formulas these mirror.
+// (gentk/ops/losses/registration.py), whose formulas these mirror.
 #include <string>
 
 #include <ATen/core/Tensor.h>

@@ -26,16 +26,16 @@ def _load():
             stacklevel=3,
         )
         return
-    from gentk.ops.registration import gaussian
+    from gentk.ops.gaussian import registration as gaussian
 
     gaussian.register_fakes()  # its autograd is in C++
-    from gentk.ops.registration import gumbel
+    from gentk.ops.gumbel import registration as gumbel
 
     gumbel.register_fakes()  # its autograd is in C++
-    from gentk.ops.registration import instance_norm
+    from gentk.ops.instance_norm import registration as instance_norm
 
     instance_norm.register_fakes()  # its autograd is in C++
-    from gentk.ops.registration import losses
+    from gentk.ops.losses import registration as losses
 
     losses.register_fakes()
     losses.register_autograd(losses=False)  # the loss ops' autograd is in C++

@@ -12,7 +12,7 @@ from conftest import cuda_kernel_marks
 pytestmark = cuda_kernel_marks("gentk::instance_norm")
 
 import gentk  # noqa: E402
-from gentk.ops.reference import instance_norm as ref  # noqa: E402
+from gentk.ops.instance_norm import reference as ref  # noqa: E402
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 TOL = {torch.float32: 1e-4, torch.float64: 1e-9, torch.float16: 2e-2, torch.bfloat16: 5e-2}

@@ -13,7 +13,8 @@ from conftest import cuda_kernel_marks
 pytestmark = cuda_kernel_marks("gentk::discriminator_loss")
 
 import gentk  # noqa: E402
-from gentk.ops.reference import losses as ref  # noqa: E402
+from gentk.ops._checks import seed_for  # noqa: E402
+from gentk.ops.losses import reference as ref  # noqa: E402
 
 ops = torch.ops.gentk
 DEV = "cuda"
@@ -108,7 +109,7 @@ def test_gradient_penalty_matches_autograd_grad_on_cuda():
     with gentk.use_backend("cuda"):
         got = gentk.gradient_penalty(critic, real, fake, generator=torch.Generator(device=DEV).manual_seed(3))
     got_grads = torch.autograd.grad(got, params)
-    seed = gentk.functional._seed(real, torch.Generator(device=DEV).manual_seed(3))
+    seed = seed_for(real, torch.Generator(device=DEV).manual_seed(3))
     ones = torch.ones(6, 1, dtype=torch.float64, device=DEV)
     alpha = ops.gp_interpolate(ones, torch.zeros_like(ones), seed).reshape(-1)
     want = ref.gradient_penalty(critic, real, fake, alpha=alpha)

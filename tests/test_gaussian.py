@@ -8,7 +8,7 @@ import torch
 
 import gentk
 from conftest import CPU_BACKENDS
-from gentk.ops.reference import gaussian as ref
+from gentk.ops.gaussian import reference as ref
 
 SHAPES = [(1, 1), (3, 7), (129, 257), (4096, 512)]
 DTYPES = [torch.float32, torch.float64]

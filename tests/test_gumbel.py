@@ -8,7 +8,7 @@ import torch
 
 import gentk
 from conftest import CPU_BACKENDS
-from gentk.ops.reference import gumbel as ref
+from gentk.ops.gumbel import reference as ref
 
 SHAPES = [(1, 2), (7, 3), (129, 10), (1024, 1000)]
 DTYPES = [torch.float32, torch.float64]

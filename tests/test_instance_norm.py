@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import gentk
-from gentk.ops.reference import instance_norm as ref
+from gentk.ops.instance_norm import reference as ref
 
 BACKENDS = ["torch", "cpp"]
 SMALL_SHAPES = [(1, 1, 2, 2), (2, 3, 5, 7), (3, 19, 6, 9)]

@@ -7,8 +7,8 @@ import torch
 import gentk
 import gentk.nn
 from conftest import CPU_BACKENDS
-from gentk import functional as F
-from gentk.ops.reference import losses as ref
+from gentk.ops._checks import seed_for
+from gentk.ops.losses import reference as ref
 
 SHAPES = [(1, 1), (64, 1), (16, 1, 30, 30), (256, 784)]
 DTYPES = [torch.float32, torch.float64]
@@ -250,7 +250,7 @@ def _alpha(real, generator_seed, backend="cpp"):
     g = torch.Generator().manual_seed(generator_seed)
     if backend == "torch":
         return torch.rand(real.shape[0], dtype=real.dtype, generator=g)
-    seed = F._seed(real, g)
+    seed = seed_for(real, g)
     ones = torch.ones(real.shape[0], 1, dtype=real.dtype)
     return torch.ops.gentk.gp_interpolate(ones, torch.zeros_like(ones), seed).reshape(-1)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import gentk
-from gentk.ops.reference import losses as ref
+from gentk.ops.losses import reference as ref
 from conftest import assert_every_isa_agrees
 
 pytestmark = pytest.mark.skipif(not gentk.extension_available(), reason="gentk._C not built")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gentk
-from gentk.ops.reference import instance_norm as ref
+from gentk.ops.instance_norm import reference as ref
 
 
 def by_hand(x, weight, bias, eps=1e-5):

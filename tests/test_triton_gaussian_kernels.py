@@ -11,7 +11,7 @@ triton = pytest.importorskip("triton")
 pytestmark = pytest.mark.cuda  # on a GPU these run there (benchmarks/gpu.sh: pytest -m cuda)
 
 import gentk._C  # noqa: E402,F401  (registers the compiled ops, the comparison baseline)
-import gentk.ops.triton.gaussian as tg  # noqa: E402  (registers the *_triton ops)
+import gentk.ops.gaussian.triton_kernels as tg  # noqa: E402  (registers the *_triton ops)
 
 import numpy as np  # noqa: E402
 

@@ -12,7 +12,7 @@ triton = pytest.importorskip("triton")
 pytestmark = pytest.mark.cuda  # on a GPU these run there (benchmarks/gpu.sh: pytest -m cuda)
 
 import gentk._C  # noqa: E402,F401  (registers the compiled ops, the comparison baseline)
-import gentk.ops.triton.gumbel as tgum  # noqa: E402  (registers the *_triton ops)
+import gentk.ops.gumbel.triton_kernels as tgum  # noqa: E402  (registers the *_triton ops)
 
 import numpy as np  # noqa: E402
 

@@ -246,8 +246,8 @@ def _bad_variants(t, valid):
 
 
 def test_every_triton_op_is_walked():
-    import gentk.ops.triton.gaussian, gentk.ops.triton.gumbel, gentk.ops.triton.instance_norm  # noqa: E401,F401
-    import gentk.ops.triton.losses  # noqa: F401
+    import gentk.ops.gaussian.triton_kernels, gentk.ops.gumbel.triton_kernels, gentk.ops.instance_norm.triton_kernels  # noqa: E401,F401
+    import gentk.ops.losses.triton_kernels  # noqa: F401
     walked = {name + "_triton" for name, *_ in _op_samples()}
     registered = {name for name in dir(torch.ops.gentk) if name.endswith("_triton")}
     assert registered == walked
@@ -255,8 +255,8 @@ def test_every_triton_op_is_walked():
 
 @pytest.mark.parametrize("index", range(len(_op_samples())))
 def test_triton_op_checks_every_tensor_it_reads(index):
-    import gentk.ops.triton.gaussian, gentk.ops.triton.gumbel, gentk.ops.triton.instance_norm  # noqa: E401,F401
-    import gentk.ops.triton.losses  # noqa: F401
+    import gentk.ops.gaussian.triton_kernels, gentk.ops.gumbel.triton_kernels, gentk.ops.instance_norm.triton_kernels  # noqa: E401,F401
+    import gentk.ops.losses.triton_kernels  # noqa: F401
     name, args, valid = _op_samples()[index]
     op = getattr(torch.ops.gentk, name + "_triton").default
     op(*args)  # the valid call runs

@@ -12,9 +12,9 @@ triton = pytest.importorskip("triton")
 pytestmark = pytest.mark.cuda  # on a GPU these run there (benchmarks/gpu.sh: pytest -m cuda)
 
 import gentk  # noqa: E402
-import gentk.ops.triton.instance_norm  # noqa: E402,F401  (registers the *_triton ops)
-from gentk.ops.reference import instance_norm as ref  # noqa: E402
-from gentk.ops.triton.gaussian import INTERPRETED  # noqa: E402
+import gentk.ops.instance_norm.triton_kernels  # noqa: E402,F401  (registers the *_triton ops)
+from gentk.ops.instance_norm import reference as ref  # noqa: E402
+from gentk.ops.gaussian.triton_kernels import INTERPRETED  # noqa: E402
 
 ops = torch.ops.gentk
 DEVICE = "cpu" if INTERPRETED else "cuda"

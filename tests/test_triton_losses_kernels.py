@@ -16,7 +16,7 @@ pytestmark = [
                        reason="Triton needs a GPU or TRITON_INTERPRET=1"),
 ]
 
-import gentk.ops.triton.losses  # noqa: E402,F401  (registers the ops)
+import gentk.ops.losses.triton_kernels  # noqa: E402,F401  (registers the ops)
 
 ops = torch.ops.gentk
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,7 +1,7 @@
 """Which op each backend runs, written out: ``kernels(backend)[name]``. The compiled ops
 (``torch.ops.gentk.*``, from csrc/) serve backends ``cpp`` and ``cuda`` alike, since they
 dispatch on the tensors' device; ``triton`` runs their twins (``torch.ops.gentk.*_triton``,
-registered by importing gentk/ops/triton/)."""
+registered by importing each family's ``triton_kernels``)."""
 import torch
 
 _tables = {}
@@ -26,10 +26,10 @@ def _compiled():
 
 
 def _triton():
-    import gentk.ops.triton.gaussian  # noqa: F401  (each registers its family's gentk::*_triton ops)
-    import gentk.ops.triton.gumbel  # noqa: F401
-    import gentk.ops.triton.instance_norm  # noqa: F401
-    import gentk.ops.triton.losses  # noqa: F401
+    import gentk.ops.gaussian.triton_kernels  # noqa: F401  (each registers its family's gentk::*_triton ops)
+    import gentk.ops.gumbel.triton_kernels  # noqa: F401
+    import gentk.ops.instance_norm.triton_kernels  # noqa: F401
+    import gentk.ops.losses.triton_kernels  # noqa: F401
 
     ops = torch.ops.gentk
     return {

@@ -8,7 +8,7 @@
 // the Gaussian noise, with one uniform per element where Box-Muller pairs two. In a group
 // of 64 elements the 16 counters' four outputs, x[j][k], land on element g*64 + j*16 + k,
 // so a group's outputs read in (j, k) order are its elements in order. The Triton kernels
-// (gentk/ops/triton/gumbel.py) spell the same mapping.
+// (gentk/ops/gumbel/triton_kernels.py) spell the same mapping.
 #include <cstdint>
 
 #include "gentk/macros.h"

@@ -14,7 +14,7 @@ counter and keeps one of its four outputs: 4x the integer work of sharing a coun
 exchange for plain row tiles.
 
 Math runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for float64.
-Interpreter notes (fake tensors, FunctionalTensorMode): see gentk/ops/triton/runtime.py.
+Interpreter notes (fake tensors, FunctionalTensorMode): see gentk/ops/_triton.py.
 """
 from typing import Optional
 
@@ -23,10 +23,10 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from gentk.ops.registration.gumbel import register_autograd
-from gentk.ops.triton import checks
-from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole, math_scalar
-from gentk.ops.triton.philox import philox_at
+from gentk.ops.gumbel.registration import register_autograd
+from gentk.ops import _triton_checks as checks
+from gentk.ops._triton import INTERPRETED, can_launch, keep_whole, math_scalar
+from gentk.ops._philox_triton import philox_at
 
 __all__ = ["gumbel_softmax", "gumbel_softmax_backward", "categorical_kl_uniform", "categorical_kl_uniform_backward"]
 
@@ -331,6 +331,6 @@ def categorical_kl_uniform_backward(grad: torch.Tensor, logits: torch.Tensor, sc
 
 _OPS = (gumbel_softmax, gumbel_softmax_backward, categorical_kl_uniform, categorical_kl_uniform_backward)
 
-keep_whole(_OPS)  # see gentk/ops/triton/runtime.py
+keep_whole(_OPS)  # see gentk/ops/_triton.py
 
 register_autograd("_triton")

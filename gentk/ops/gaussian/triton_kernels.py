@@ -10,7 +10,7 @@ loads / stores per tensor, so every counter runs through Philox once.
 
 Math runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for float64.
 
-Under ``TRITON_INTERPRET=1`` the launchers behave as ``gentk/ops/triton/runtime.py`` describes.
+Under ``TRITON_INTERPRET=1`` the launchers behave as ``gentk/ops/_triton.py`` describes.
 """
 from typing import Optional
 
@@ -19,10 +19,10 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from gentk.ops.registration.gaussian import register_autograd
-from gentk.ops.triton import checks
-from gentk.ops.triton.philox import philox_at
-from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole, load_math
+from gentk.ops.gaussian.registration import register_autograd
+from gentk.ops import _triton_checks as checks
+from gentk.ops._philox_triton import philox_at
+from gentk.ops._triton import INTERPRETED, can_launch, keep_whole, load_math
 
 __all__ = [
     "reparameterize",
@@ -371,7 +371,7 @@ _OPS = (
     reparameterize_kl_backward,
 )
 
-keep_whole(_OPS)  # see gentk/ops/triton/runtime.py
+keep_whole(_OPS)  # see gentk/ops/_triton.py
 
 # No register_fakes("_triton"): triton_op already registered each launcher as its own fake
 # implementation (run on fake tensors, argument checks included). register_fakes would be

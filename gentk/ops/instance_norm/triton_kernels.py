@@ -9,7 +9,7 @@ passes (mean, then the centred sum of squares); backward recomputes the normaliz
 and the activation's mask from x and the per-plane (mean, var).
 
 Math runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for float64.
-See ``gentk/ops/triton/runtime.py`` for why, under ``TRITON_INTERPRET=1``, launches are
+See ``gentk/ops/_triton.py`` for why, under ``TRITON_INTERPRET=1``, launches are
 skipped on fake tensors and the ops stay whole under FunctionalTensorMode.
 """
 from typing import Optional
@@ -19,9 +19,9 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from gentk.ops.registration.instance_norm import output_format, register_autograd
-from gentk.ops.triton import checks
-from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole
+from gentk.ops.instance_norm.registration import output_format, register_autograd
+from gentk.ops import _triton_checks as checks
+from gentk.ops._triton import INTERPRETED, can_launch, keep_whole
 
 __all__ = ["instance_norm", "instance_norm_backward"]
 
@@ -271,7 +271,7 @@ def instance_norm_backward(grad_y: torch.Tensor, x: torch.Tensor, weight: Option
 
 _OPS = (instance_norm, instance_norm_backward)
 
-keep_whole(_OPS)  # see gentk/ops/triton/runtime.py
+keep_whole(_OPS)  # see gentk/ops/_triton.py
 
 # triton_op registered each launcher as its own fake implementation (see gaussian.py).
 register_autograd("_triton")

@@ -18,7 +18,7 @@ K = 10), at the cost of one logits-sized saved tensor; they regenerate instead.
 """
 import torch
 
-from gentk.ops.registration import first_order, register_fake
+from gentk.ops._registration import first_order, register_fake
 
 
 def _op(name, suffix):

@@ -11,7 +11,7 @@ gradient penalty's backward is itself differentiable.
 """
 import torch
 
-from gentk.ops.registration import first_order, register_fake
+from gentk.ops._registration import first_order, register_fake
 
 
 def _op(name, suffix):

@@ -13,7 +13,7 @@ schemas and semantics of the compiled ops (``csrc/losses.cpp``).
 Math runs in float32 for float16 / bfloat16 / float32 inputs and in float64 for float64.
 Out-of-range BCE targets are checked by ``gentk.functional`` (the cpp kernel counts them
 in its own pass). Under ``TRITON_INTERPRET=1`` the launchers behave as described in
-:mod:`gentk.ops.triton.runtime` (no launches on fake tensors, ops kept whole under
+:mod:`gentk.ops._triton` (no launches on fake tensors, ops kept whole under
 FunctionalTensorMode).
 """
 import torch
@@ -21,10 +21,10 @@ import triton
 import triton.language as tl
 from torch.library import triton_op, wrap_triton
 
-from gentk.ops.registration.losses import register_autograd
-from gentk.ops.triton import checks
-from gentk.ops.triton.runtime import INTERPRETED, can_launch, keep_whole, load_math, math_scalar
-from gentk.ops.triton.philox import philox_at
+from gentk.ops.losses.registration import register_autograd
+from gentk.ops import _triton_checks as checks
+from gentk.ops._triton import INTERPRETED, can_launch, keep_whole, load_math, math_scalar
+from gentk.ops._philox_triton import philox_at
 
 KIND = {"bce": 0, "square": 1, "linear": 2, "hinge": 3, "abs": 4}
 _MAX_BLOCK = 1 << 16 if INTERPRETED else 1024
@@ -484,7 +484,7 @@ _OPS = (
     gp_interpolate, gp_interpolate_backward, grad_norm_penalty, grad_norm_penalty_backward,
 )
 
-keep_whole(_OPS)  # see gentk/ops/triton/runtime.py
+keep_whole(_OPS)  # see gentk/ops/_triton.py
 
 # No register_fakes("_triton"): triton_op registers each launcher as its own fake.
 register_autograd("_triton")

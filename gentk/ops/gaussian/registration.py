@@ -10,7 +10,7 @@ Backward regenerates the noise from ``seed``; nothing noise-sized is saved.
 """
 import torch
 
-from gentk.ops.registration import first_order, register_fake
+from gentk.ops._registration import first_order, register_fake
 
 FORWARD_OPS = ("reparameterize", "gaussian_kl", "reparameterize_kl")
 BACKWARD_OPS = ("reparameterize_backward", "gaussian_kl_backward", "reparameterize_kl_backward")

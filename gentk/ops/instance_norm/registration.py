@@ -10,8 +10,8 @@ exact. The compiled op registers the same autograd in C++
 """
 import torch
 
-from gentk.ops.reference import instance_norm as reference
-from gentk.ops.registration import register_fake
+from gentk.ops.instance_norm import reference as reference
+from gentk.ops._registration import register_fake
 
 ACTIVATION_CODES = {None: 0, "relu": 1, "leaky_relu": 2}
 ACTIVATION_NAMES = {code: name for name, code in ACTIVATION_CODES.items()}
