@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from benchmarks import gaussian, gumbel, instance_norm, losses
+from benchmarks.ops import gaussian, gumbel, instance_norm, losses
 from benchmarks.harness import Timer, copy_bandwidth_GBps, machine_info, render_all, run_case, write_results
 
 FAMILIES = {

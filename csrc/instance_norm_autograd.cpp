@@ -1,6 +1,6 @@
 // Autograd of the compiled gentk::instance_norm, in C++. torch.library's Python-registered
 // autograd cost as much per call as a 1x256x32x32 ResNet block's norm itself; in C++ the fixed
-// cost is eager's (`python -m benchmarks.instance_norm --per-call`, figures in BENCHMARKS.md). Backward calls
+// cost is eager's (`python -m benchmarks.ops.instance_norm --per-call`, figures in BENCHMARKS.md). Backward calls
 // gentk::instance_norm_backward; under create_graph=True (a WGAN-GP critic with instance norm)
 // it differentiates ATen's instance norm instead, so that second-order gradients are exact. The
 // Triton twin keeps the Python registration (gentk/ops/instance_norm/registration.py), which

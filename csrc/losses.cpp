@@ -5,7 +5,7 @@
 // recomputes the elementwise gradient from the logits in one pass; on CPU the autograd
 // (csrc/losses_autograd.cpp) instead calls the *_with_grad op, which writes the gradient in
 // the same forward pass, and scales it in backward (faster on CPU for BCE, about even for
-// LSGAN; `python -m benchmarks.losses --strategy`, figures in BENCHMARKS.md).
+// LSGAN; `python -m benchmarks.ops.losses --strategy`, figures in BENCHMARKS.md).
 #include <cmath>
 #include <string>
 

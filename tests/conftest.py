@@ -1,5 +1,7 @@
+import gzip
 import os
 
+import numpy as np
 import torch
 
 # Triton runs on CPU tensors only through its interpreter, which must be chosen before
@@ -10,6 +12,9 @@ if not torch.cuda.is_available():
 import pytest  # noqa: E402
 
 import gentk  # noqa: E402
+
+#: the checkout the tests run from
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _triton_ok():
@@ -108,3 +113,12 @@ def assert_cli_fails_in_one_line(argv, message, capsys):
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def write_idx(path, array, gz=False):
+    """An IDX file (MNIST's format) holding ``array``."""
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    payload = header + array.tobytes()
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(payload)

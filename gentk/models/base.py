@@ -16,7 +16,7 @@ from torch import nn
 
 #: What a model can do beyond training and sampling: capability -> the methods it brings.
 #: Each model class declares its own in ``capabilities``; the CLI and ``gentk.metrics.evaluate``
-#: ask ``model_can(model, name)`` (tests/test_models_contract.py holds declarations and methods
+#: ask ``model_can(model, name)`` (tests/models/test_models_contract.py holds declarations and methods
 #: together).
 CAPABILITIES = {
     "elbo": ("negative_elbo",),                                 # test negative ELBO

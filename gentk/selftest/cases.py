@@ -8,7 +8,7 @@ function under ``gentk.use_backend``:
 - noise statistics of the Philox ops: mean and variance, finite noise (no uniform at 0 or
   1 before a log), two calls differ, the same seed repeats, backward regenerates the
   forward's noise;
-- forward+backward timings at the benchmark shapes (benchmarks/*.py): CUDA events after
+- forward+backward timings at the benchmark shapes (benchmarks/ops/*.py): CUDA events after
   warm-up on a GPU, perf_counter on CPU; the ``torch`` group times the reference eagerly
   and, with ``compile``, under torch.compile.
 
@@ -454,7 +454,7 @@ def _gp_noise(device, backend, dtype):
 # ---- timings ------------------------------------------------------------------------------------
 
 def _timing_inputs(device):
-    """op -> (fn, make()) at the benchmark shapes (benchmarks/*.py), float32."""
+    """op -> (fn, make()) at the benchmark shapes (benchmarks/ops/*.py), float32."""
     def t(shape, seed, scale=1.0, layout="contiguous", requires_grad=True):
         return lambda: _tensor(shape, seed, F32, device, layout, scale=scale, requires_grad=requires_grad)
 

@@ -1,4 +1,4 @@
-"""Quality of the VAE family on real MNIST (8,000 train / 2,000 held out, benchmarks/quality.py):
+"""Quality of the VAE family on real MNIST (8,000 train / 2,000 held out, benchmarks/quality/common.py):
 
 - vae: importance-sampled NLL (k=100) on the held-out 2,000, next to the published 89.9 nats
   (full binarized MNIST, 60,000 training images). Both splits are binarized once
@@ -13,7 +13,7 @@ Each model's result is kept in benchmarks/results/quality_cache/quality_vae_<mod
 models can run separately (``--models joint_vae``); the QUALITY.md section is rebuilt from all
 of them.
 
-    python -m benchmarks.quality_vae [--models vae,beta_vae,joint_vae] [--mnist-root DIR]
+    python -m benchmarks.quality.vae [--models vae,beta_vae,joint_vae] [--mnist-root DIR]
 """
 import argparse
 import json
@@ -23,7 +23,7 @@ import sys
 import torch
 from torch.utils.data import TensorDataset
 
-from benchmarks.quality import CACHE, N_TRAIN, Stopwatch, machine, mnist_split, write_section
+from benchmarks.quality.common import CACHE, N_TRAIN, Stopwatch, machine, mnist_split, write_section
 from gentk import metrics
 from gentk.models import build
 from gentk.train import Trainer, seed_everything
@@ -222,7 +222,7 @@ def main(argv=None):
             json.dump(result, f, indent=1)
         print(name, {k: v for k, v in result.items() if k not in ("per_dim_kl", "config")}, flush=True)
     results = {n: json.load(open(result_path(n))) for n in RUNS if os.path.isfile(result_path(n))}
-    write_section(SECTION, section(results, "python -m benchmarks.quality_vae"))
+    write_section(SECTION, section(results, "python -m benchmarks.quality.vae"))
     return 0
 
 

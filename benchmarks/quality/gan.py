@@ -1,9 +1,9 @@
 """Sample quality of gan, cgan and infogan on real MNIST, measured by the evaluator classifier.
 
-    python -m benchmarks.quality_gan [--models gan,cgan,infogan] [--steps N] [--mnist-root DIR]
+    python -m benchmarks.quality.gan [--models gan,cgan,infogan] [--steps N] [--mnist-root DIR]
 
 Each model trains through gentk.train.Trainer on the first 8,000 images of the MNIST test
-set (benchmarks/quality.py's split) for a fixed step budget, one thread, and is judged on
+set (benchmarks/quality/common.py's split) for a fixed step budget, one thread, and is judged on
 2,000 samples by the evaluator CNN trained on the same 8,000 (held-out accuracy reported):
 
 - gan: every class's share of the samples (target: each >= 5%) and the Frechet distance of
@@ -24,7 +24,7 @@ import sys
 
 import torch
 
-from benchmarks.quality import CACHE, QUALITY_MD, Stopwatch, machine, mnist_evaluator, mnist_split, write_section
+from benchmarks.quality.common import CACHE, QUALITY_MD, Stopwatch, machine, mnist_evaluator, mnist_split, write_section
 from gentk.metrics.classifier import frechet_distance, predict
 from gentk.models import build
 from gentk.train import Trainer, save_grid
@@ -142,7 +142,7 @@ def main(argv=None):
     load = os.getloadavg()[0]
     load_note = f" (taken under load: 1-minute load average {load:.1f} on 2 shared cores at the start)" \
         if load > 1.5 else ""
-    command = "python -m benchmarks.quality_gan " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.quality.gan " + " ".join(argv if argv is not None else sys.argv[1:])
     for name in args.models.split(","):
         settings = dict(SETTINGS[name])
         if args.steps:

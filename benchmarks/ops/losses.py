@@ -2,10 +2,10 @@
 in one call), bernoulli_recon on MNIST-sized batches, l1_loss with a folded weight, and
 the WGAN-GP gradient penalty of a small conv critic (time and saved memory).
 
-Two extra measurements: `python -m benchmarks.losses --memory` (the gradient penalty's
+Two extra measurements: `python -m benchmarks.ops.losses --memory` (the gradient penalty's
 peak CPU memory, eager vs gentk plain and with chunk_size=8, exact allocator peaks from
 torch.profiler's memory events, and their times taken in turns) and
-`python -m benchmarks.losses --strategy` (gradient
+`python -m benchmarks.ops.losses --strategy` (gradient
 written in the forward pass and scaled in backward, vs recomputed in backward: the first
 won on CPU, so the CPU autograd uses it)."""
 import argparse
@@ -223,7 +223,7 @@ def gradient_strategies(shape=(256, 1, 64, 64), mode="bce", repeats=50):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.losses")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ops.losses")
     p.add_argument("--memory", action="store_true", help="print the gradient penalty's peak CPU memory")
     p.add_argument("--strategy", action="store_true",
                    help="time gradient-in-forward against recompute-in-backward (CPU discriminator_loss)")

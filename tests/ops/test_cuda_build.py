@@ -17,7 +17,8 @@ import pytest
 import torch
 import torch.utils.cpp_extension
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT
+
 ARCH = os.environ.get("GENTK_CUDA_ARCH", "90")
 
 

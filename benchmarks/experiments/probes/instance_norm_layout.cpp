@@ -2,7 +2,7 @@
 // but not a sample: the same arithmetic (statistics pass, then normalize + ReLU pass) over
 // the same bytes, in three schedules. Build and run (AVX-512 machine):
 //
-//   g++ -O3 -mavx512f -fopenmp benchmarks/probes/instance_norm_layout.cpp -o /tmp/layout
+//   g++ -O3 -mavx512f -fopenmp benchmarks/experiments/probes/instance_norm_layout.cpp -o /tmp/layout
 //   OMP_NUM_THREADS=2 /tmp/layout [N C H W]          (default 8 256 64 64; N >= threads)
 //
 //  - contiguous, one plane at a time: the second pass reads the plane from L2;

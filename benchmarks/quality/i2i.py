@@ -2,7 +2,7 @@
 gentk.train.Trainer on one CPU thread with a stated step budget, each writing its own
 section of QUALITY.md.
 
-    python -m benchmarks.quality_i2i [--models pix2pix,cyclegan,stargan] [--mnist-root DIR]
+    python -m benchmarks.quality.i2i [--models pix2pix,cyclegan,stargan] [--mnist-root DIR]
 
 - pix2pix on the embedded digits-edges pairs, edge map -> digit (BtoA): L1 and PSNR of the
   outputs against the held-out digits, and how often evaluator classifiers read the right
@@ -11,7 +11,7 @@ section of QUALITY.md.
   evaluator does not fit).
 - CycleGAN on thin vs thick strokes of the real MNIST test set: domain A = eroded digits,
   B = dilated digits, each from a disjoint half of the 8,000-image training split (unpaired);
-  on the 2,000 held out: how often benchmarks/quality.py's MNIST evaluator reads the source
+  on the 2,000 held out: how often benchmarks/quality/common.py's MNIST evaluator reads the source
   digit after A -> B and B -> A, and the mean cycle L1.
 - StarGAN on the embedded digits-colour set (red / green / blue, thick): every held-out image
   translated to each colour and to its flipped thickness; the colour is measured exactly
@@ -25,7 +25,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from benchmarks.quality import CACHE, ROOT, Stopwatch, machine, mnist_evaluator, mnist_split, write_section
+from benchmarks.quality.common import CACHE, ROOT, Stopwatch, machine, mnist_evaluator, mnist_split, write_section
 from gentk.data import digits, digits_colour, digits_edges
 from gentk.data.synthetic import _COLOURS, Unpaired
 from gentk.metrics import accuracy, get_evaluator
@@ -42,7 +42,7 @@ BUDGETS = {"pix2pix": (4000, 16), "cyclegan": (400, 8), "stargan": (5000, 16)}
 
 
 def _command(name):
-    return f"python -m benchmarks.quality_i2i --models {name}"
+    return f"python -m benchmarks.quality.i2i --models {name}"
 
 
 def _train(model, data, name, steps, batch_size, seed=0):
@@ -172,7 +172,7 @@ def run_cyclegan(args):
             f"linear decay over the second half) on unpaired domains built from the real MNIST test set: "
             f"A = thin digits (2x2 erosion) of the first 4,000 of the 8,000-image training split, B = thick digits (2x2 dilation) "
             f"digits of the other 4,000; {steps} steps of batch {batch}, default (CPU-sized) widths. Evaluated on "
-            f"the 2,000 held-out digits made thin and thick, with the MNIST evaluator of `benchmarks/quality.py` "
+            f"the 2,000 held-out digits made thin and thick, with the MNIST evaluator of `benchmarks/quality/common.py` "
             f"({_pct(evaluator_acc)} on the held-out originals).\n\n| metric | value |\n| --- | --- |\n"
             + "".join(f"| {k} | {v} |\n" for k, v in rows)
             + f"\nTarget (>= 90% read correctly both ways): {verdict}.\n\n"

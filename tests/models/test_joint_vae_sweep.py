@@ -1,10 +1,10 @@
-"""The exploratory Joint-VAE sweep (benchmarks/joint_vae_sweep.py): the planted clusters, the
+"""The exploratory Joint-VAE sweep (benchmarks/experiments/joint_vae_sweep.py): the planted clusters, the
 replacement MLPs, the category table, and a short run of each option on stand-in data."""
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from benchmarks import joint_vae_sweep as sweep
+from benchmarks.experiments import joint_vae_sweep as sweep
 from gentk.models.joint_vae import JointVAE
 
 pytestmark = pytest.mark.usefixtures("one_thread")

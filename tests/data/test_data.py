@@ -1,6 +1,5 @@
 """gentk.data: loaders on tiny files written here, the embedded sets, and the real MNIST
 test set from the shared folder when it is present."""
-import gzip
 import os
 
 import numpy as np
@@ -8,20 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import ROOT, write_idx
+
 import gentk.data as data
 from gentk.data import DataError
 
-SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
+SHARED_MNIST = os.path.join(ROOT, "..", "shared", "data", "mnist")
 if not os.path.isdir(SHARED_MNIST):
     SHARED_MNIST = "/work/shared/data/mnist"
-
-
-def write_idx(path, array, gz=False):
-    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
-    header = bytes([0, 0, codes[array.dtype], array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    payload = header + array.tobytes()
-    with (gzip.open if gz else open)(path, "wb") as f:
-        f.write(payload)
 
 
 @pytest.mark.parametrize("gz", [False, True])

@@ -1,7 +1,7 @@
-"""Run under torchrun by tests/test_ddp.py (and in one process for the reference).
+"""Run under torchrun by tests/train/test_ddp.py (and in one process for the reference).
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/ddp_worker.py OUT
-    python tests/ddp_worker.py OUT            # single process, same global batch
+    python -m torch.distributed.run --standalone --nproc_per_node 2 tests/train/ddp_worker.py OUT
+    python tests/train/ddp_worker.py OUT            # single process, same global batch
 
 Trains a deterministic toy model (no noise, so one process and two must agree) and the
 VAE, and saves each rank's parameters to OUT/{toy,vae}_rank{R}.pt.
@@ -12,7 +12,7 @@ import sys
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from gentk import data  # noqa: E402
 from gentk.models import build  # noqa: E402

@@ -1,4 +1,4 @@
-"""Planted selftest cases for tests/test_selftest.py: one that passes, one that fails an
+"""Planted selftest cases for tests/selftest/test_selftest.py: one that passes, one that fails an
 assertion, one that raises, one that aborts the process, and one after them all."""
 import os
 

@@ -7,11 +7,10 @@ import sys
 import pytest
 import torch
 
-from conftest import assert_cli_fails_in_one_line
+from conftest import ROOT, assert_cli_fails_in_one_line
 import gentk
 from gentk import cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--arch", "mlp", "--resolution", "16", "--latent", "4", "--no-progress"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,10 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import assert_cli_fails_in_one_line
+from conftest import assert_cli_fails_in_one_line, write_idx
 from gentk import cli
 from gentk.models import MODELS
-from test_data import write_idx
 
 FAST = ["--arch", "mlp", "--resolution", "16", "--latent", "4", "--no-progress", "--steps", "1", "--no-eval"]
 CHECKED_NUMBERS = {cli._natural: ["-1", "1.5", str(2**70)], cli._positive_int: ["0", "-3", "nan"],

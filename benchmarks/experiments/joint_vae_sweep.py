@@ -4,7 +4,7 @@ held-out categorical accuracy every ``every`` steps, then the training set's acc
 -ELBO (the unsupervised score a seed could be chosen by) and the held-out category x digit
 table. One thread unless told otherwise.
 
-    python -m benchmarks.joint_vae_sweep STEPS [seed=0] [threads=1] [every=1000] [batch=64]
+    python -m benchmarks.experiments.joint_vae_sweep STEPS [seed=0] [threads=1] [every=1000] [batch=64]
         [hidden=512,512] [data=planted] [shift=0] [KEY=VALUE ...]
 
 KEY=VALUE pairs set JointVAE arguments over the quality budget's configuration (the MLP,
@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import TensorDataset
 
-from benchmarks.quality import mnist_split
-from benchmarks.quality_vae import BATCH, BUDGETS
+from benchmarks.quality.common import mnist_split
+from benchmarks.quality.vae import BATCH, BUDGETS
 from gentk import metrics
 from gentk.models import build
 from gentk.train import seed_everything

@@ -1,9 +1,9 @@
-"""python -m benchmarks.per_call [--rounds N] [--repeats 3] [--threads 1] [--no-models]
+"""python -m benchmarks.ops.per_call [--rounds N] [--repeats 3] [--threads 1] [--no-models]
 
 The fixed cost per call of the Gaussian and Gumbel ops, at the small shapes real VAEs use
 ((64, 20) and (256, 128) latents, Joint-VAE's (64, 10) code), where Python, dispatch and
 autograd bookkeeping outweigh the arithmetic: forward+backward of each benchmark case
-(benchmarks/gaussian.py, benchmarks/gumbel.py), eager against gentk's cpp backend, and one
+(benchmarks/ops/gaussian.py, benchmarks/ops/gumbel.py), eager against gentk's cpp backend, and one
 training step of the MLP VAE and of Joint-VAE, gentk (auto) against use_backend("torch").
 
 Each comparison is timed in turns (gentk.profile.interleaved_step_times: one call of each,
@@ -18,7 +18,7 @@ import statistics
 import torch
 
 import gentk
-from benchmarks import gaussian, gumbel
+from benchmarks.ops import gaussian, gumbel
 from benchmarks.harness import grads_for, outputs_of
 from gentk.profile import interleaved_step_times
 
@@ -102,7 +102,7 @@ def _row(op, shape, runs, base, other):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.per_call", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ops.per_call", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=1000, help="calls of each provider per repeat (default 1000)")
     p.add_argument("--model-rounds", type=int, default=200, help="training steps of each per repeat (default 200)")

@@ -1,8 +1,8 @@
-"""What the model-quality scripts (benchmarks/quality_*.py) share: the real MNIST test set
+"""What the model-quality scripts (benchmarks/quality/*.py) share: the real MNIST test set
 from the shared data folder split 8,000 train / 2,000 held out, an evaluator classifier
 trained on the 8,000 (cached), and QUALITY.md, where each script owns one section.
 
-    python -m benchmarks.quality_<name> [--mnist-root DIR]   # writes its section of QUALITY.md
+    python -m benchmarks.quality.<name> [--mnist-root DIR]   # writes its section of QUALITY.md
 """
 import os
 import re
@@ -14,7 +14,7 @@ from torch.utils.data import TensorDataset
 from gentk.data import mnist
 from gentk.metrics import accuracy, get_evaluator
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
 QUALITY_MD = os.path.join(ROOT, "QUALITY.md")
 CACHE = os.path.join(ROOT, "benchmarks", "results", "quality_cache")

@@ -240,7 +240,7 @@ def targets_in_turns(rounds=30):
 if __name__ == "__main__":
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.instance_norm",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ops.instance_norm",
                                 description="ResNet-9 CycleGAN generator training step: gentk.patch vs plain")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch", type=int, default=1)

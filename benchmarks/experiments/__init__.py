@@ -1,0 +1,1 @@
+"""Sweeps and probes behind notes in QUALITY.md and BENCHMARKS.md."""
