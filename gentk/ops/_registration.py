@@ -1,4 +1,5 @@
-"""Fake tensors and autograd of the compiled ops and their Triton twins, one op family per file."""
+"""What the op families' registration modules share (``gentk/ops/<family>/registration.py``): the
+first-order guard of fused backward formulas and the device-checked fake registration."""
 import functools
 
 import torch
