@@ -27,13 +27,13 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 python -c "import torch, sys; assert torch.cuda.is_available(), 'no CUDA device'; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.get_device_name())" \
   | tee "$OUT/torch.txt" || exit 1
 
-MAX_JOBS=${MAX_JOBS:-16} stage build 240 python -m pip install --no-build-isolation --no-deps -e . || exit 1
+MAX_JOBS=${MAX_JOBS:-16} stage build 180 python -m pip install --no-build-isolation --no-deps -e . || exit 1
 python -c "import gentk._extension as e; assert e.has_cuda_kernels(), 'built without CUDA kernels: ' + str(e.load_error())" || exit 1
 
-stage tests 150 python -m pytest tests -m cuda -q --maxfail=20 -p no:cacheprovider
-XDG_CACHE_HOME="$OUT/cache" stage selftest 120 python -m gentk.cli selftest --device cuda
+stage tests 120 python -m pytest tests -m cuda -q --maxfail=20 -p no:cacheprovider
+XDG_CACHE_HOME="$OUT/cache" stage selftest 180 python -m gentk.cli selftest --device cuda
 cp "$OUT"/cache/gentk/selftest-*.json "$OUT/" 2>/dev/null
-stage bench 180 python -m benchmarks --device cuda --quick --out "$OUT/gpu.json"
+stage bench 120 python -m benchmarks --device cuda --quick --out "$OUT/gpu.json"
 python - "$OUT" <<'PY'
 import json, sys
 from benchmarks.harness import render_markdown
