@@ -4,7 +4,7 @@
 // elementwise gradient in the forward pass (*_with_grad ops) and backward scales it; on
 // other devices (and for L1, whose gradient is a sign) the op saves its inputs and
 // backward calls the op's backward schema, which recomputes the gradient in one pass. The
-// Triton twins and the gradient-penalty ops keep the Python registration
+// gradient penalty's ops follow. The Triton twins keep the Python registration
 // (gentk/ops/losses/registration.py), whose formulas these mirror.
 #include <string>
 
@@ -204,6 +204,96 @@ class L1Loss : public torch::autograd::Function<L1Loss> {
   }
 };
 
+// The gradient penalty's ops. gp_interpolate saves only the seed: backward regenerates alpha.
+class GpInterpolate : public torch::autograd::Function<GpInterpolate> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& real, const at::Tensor& fake,
+                            const at::Tensor& seed) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op =
+        handle<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&)>("gentk::gp_interpolate");
+    ctx->save_for_backward({seed});
+    return op.call(real, fake, seed);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto op = handle<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&)>(
+        "gentk::gp_interpolate_backward");
+    auto [grad_real, grad_fake] = op.call(grads[0].contiguous(), ctx->get_saved_variables()[0]);
+    return {grad_real, grad_fake, at::Tensor()};
+  }
+};
+
+// grad_norm_penalty's backward calls gentk::grad_norm_penalty_backward through the dispatcher,
+// so under the double backward of a penalty that op's own autograd (below) records it.
+class GradNormPenalty : public torch::autograd::Function<GradNormPenalty> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& grads, double target, bool r1) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op = handle<at::Tensor(const at::Tensor&, double, bool)>("gentk::grad_norm_penalty");
+    ctx->saved_data["target"] = target;
+    ctx->saved_data["r1"] = r1;
+    ctx->save_for_backward({grads});
+    return op.call(grads, target, r1);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, double, bool)>(
+        "gentk::grad_norm_penalty_backward");
+    return {op.call(grads[0].contiguous(), ctx->get_saved_variables()[0], ctx->saved_data["target"].toDouble(),
+                    ctx->saved_data["r1"].toBool()),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+// grad_norm_penalty_backward: out_r = c_r * g_r with c_r = 2 w (1 - t / n_r) / N (r1:
+// c_r = 2 w / N), w the upstream scalar, n_r = ||g_r||. Its vector-Jacobian product with v, in
+// ATen ops (so it is differentiable once more):
+//   d/dg_r = c_r v_r + g_r (2 w t / (N n_r^3)) <g_r, v_r>     (r1: c_r v_r)
+//   d/dw   = sum_r 2 (1 - t / n_r) <g_r, v_r> / N               (r1: sum_r 2 <g_r, v_r> / N)
+// Sizes are SymInts, so torch.compile(dynamic=True) can trace it.
+class GradNormPenaltyBackward : public torch::autograd::Function<GradNormPenaltyBackward> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& w, const at::Tensor& grads, double target,
+                            bool r1) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op = handle<at::Tensor(const at::Tensor&, const at::Tensor&, double, bool)>(
+        "gentk::grad_norm_penalty_backward");
+    ctx->saved_data["target"] = target;
+    ctx->saved_data["r1"] = r1;
+    ctx->save_for_backward({w, grads});
+    return op.call(w, grads, target, r1);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list upstream) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& w_in = saved[0];
+    const at::Tensor& grads = saved[1];
+    const double target = ctx->saved_data["target"].toDouble();
+    const c10::SymInt rows = grads.sym_size(0);
+    const auto two_over_rows = [&](const at::Tensor& t) { return t.mul(2.0).div(c10::Scalar(rows)); };
+    const at::Tensor g = grads.reshape_symint({rows, -1});
+    const at::Tensor v = upstream[0].reshape_symint({rows, -1});
+    const at::Tensor w = w_in.reshape({});
+    const at::Tensor gv = g.mul(v).sum(1);
+    at::Tensor d_g, d_w;
+    if (ctx->saved_data["r1"].toBool()) {
+      d_g = two_over_rows(v.mul(w));
+      d_w = two_over_rows(gv.sum());
+    } else {
+      const at::Tensor n = g.norm(2, {1});
+      const at::Tensor nonzero = n.gt(0);
+      const at::Tensor safe = at::where(nonzero, n, at::ones_like(n));
+      const at::Tensor factor = at::where(nonzero, safe.reciprocal().mul(-target).add(1), at::zeros_like(n));
+      const at::Tensor c = two_over_rows(factor.mul(w));
+      const at::Tensor k = at::where(nonzero, two_over_rows(safe.pow(-3).mul(w).mul(target)), at::zeros_like(n));
+      d_g = c.unsqueeze(1).mul(v).add(k.mul(gv).unsqueeze(1).mul(g));
+      d_w = two_over_rows(factor.mul(gv).sum());
+    }
+    return {d_w.reshape_symint(w_in.sym_sizes()), d_g.reshape_symint(grads.sym_sizes()), at::Tensor(), at::Tensor()};
+  }
+};
+
 at::Tensor discriminator_loss_autograd(const at::Tensor& real, const at::Tensor& fake, std::string mode,
                                        double real_label, double fake_label, std::string reduction) {
   return DiscriminatorLoss::apply(real, fake, mode, real_label, fake_label, reduction,
@@ -223,6 +313,19 @@ at::Tensor l1_loss_autograd(const at::Tensor& input, const at::Tensor& target, d
   return L1Loss::apply(input, target, weight, reduction);
 }
 
+at::Tensor gp_interpolate_autograd(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& seed) {
+  return GpInterpolate::apply(real, fake, seed);
+}
+
+at::Tensor grad_norm_penalty_autograd(const at::Tensor& grads, double target, bool r1) {
+  return GradNormPenalty::apply(grads, target, r1);
+}
+
+at::Tensor grad_norm_penalty_backward_autograd(const at::Tensor& w, const at::Tensor& grads, double target,
+                                               bool r1) {
+  return GradNormPenaltyBackward::apply(w, grads, target, r1);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(gentk, Autograd, m) {
@@ -230,6 +333,9 @@ TORCH_LIBRARY_IMPL(gentk, Autograd, m) {
   m.impl("generator_loss", &generator_loss_autograd);
   m.impl("bernoulli_recon", &bernoulli_recon_autograd);
   m.impl("l1_loss", &l1_loss_autograd);
+  m.impl("gp_interpolate", &gp_interpolate_autograd);
+  m.impl("grad_norm_penalty", &grad_norm_penalty_autograd);
+  m.impl("grad_norm_penalty_backward", &grad_norm_penalty_backward_autograd);
 }
 
 }  // namespace gentk

@@ -37,8 +37,7 @@ def _load():
     instance_norm.register_fakes()  # its autograd is in C++
     from gentk.ops.losses import registration as losses
 
-    losses.register_fakes()
-    losses.register_autograd(losses=False)  # the loss ops' autograd is in C++
+    losses.register_fakes()  # its autograd is in C++
     _loaded = True
 
 

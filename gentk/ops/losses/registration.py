@@ -91,13 +91,11 @@ def register_fakes(suffix=""):
         return _like(grads)
 
 
-def register_autograd(suffix="", losses=True):
-    """Autograd of the ops with namespace suffix ``suffix``. ``losses=False`` leaves out the
-    four loss ops, whose compiled versions have their autograd in C++
-    (csrc/losses_autograd.cpp: same formulas, without the Python overhead per call)."""
+def register_autograd(suffix="_triton"):
+    """Autograd of the Triton twins. The compiled ops have theirs in C++
+    (csrc/losses_autograd.cpp: the same formulas, without Python's cost per call)."""
     _register_penalty_autograd(suffix)
-    if losses:
-        _register_loss_autograd(suffix)
+    _register_loss_autograd(suffix)
 
 
 def _register_loss_autograd(suffix):

@@ -62,6 +62,15 @@ def test_gradcheck_and_gradgradcheck_penalty(r1):
     assert torch.autograd.gradgradcheck(lambda a: ops.grad_norm_penalty(a, 0.7, r1), (g,))
 
 
+@pytest.mark.parametrize("op", ["discriminator_loss", "generator_loss", "bernoulli_recon", "l1_loss",
+                                "gp_interpolate", "grad_norm_penalty", "grad_norm_penalty_backward"])
+def test_compiled_ops_have_cpp_autograd(op):
+    """Every compiled loss op, the gradient penalty's included, has its autograd in C++
+    (csrc/losses_autograd.cpp); only the Triton twins use torch.library's Python registration."""
+    kernels = [line for line in torch._C._dispatch_dump(f"gentk::{op}").splitlines() if line.startswith("Autograd")]
+    assert kernels and "losses_autograd.cpp" in kernels[0], kernels
+
+
 def test_gradcheck_interpolate():
     r, f = _x((3, 2, 5), 0), _x((3, 2, 5), 1)
     assert torch.autograd.gradcheck(lambda a, b: ops.gp_interpolate(a, b, SEED), (r, f))
