@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 import gentk
+from gentk.profile import cpu_model
 
 MODES = ("forward", "backward", "forward+backward")
 
@@ -205,17 +206,8 @@ def add_ratios(rows):
 
 
 def machine_info(device: torch.device):
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     info = {
-        "cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+        "cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__, "gentk": gentk.__version__, "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),

@@ -49,9 +49,9 @@ class Reparameterize : public torch::autograd::Function<Reparameterize> {
             "gentk::reparameterize_backward");
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &logvar = saved[0], &eps = saved[1], &seed = saved[2];
-    const at::Tensor grad = grads[0].contiguous();
+    const at::Tensor& grad = grads[0];
     at::Tensor grad_logvar;
-    if (ctx->needs_input_grad(1)) grad_logvar = op.call(grad, logvar, optional_of(eps), optional_of(seed));
+    if (ctx->needs_input_grad(1)) grad_logvar = op.call(grad.contiguous(), logvar, optional_of(eps), optional_of(seed));
     return {grad, grad_logvar, grad_eps(ctx, eps, grad, logvar), at::Tensor()};
   }
 };

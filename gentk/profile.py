@@ -13,12 +13,25 @@ sampled every millisecond from /proc/self/statm. ``memory_method`` in the result
 """
 import json
 import os
+import platform
 import statistics
 import tempfile
 import threading
 import time
 
 import torch
+
+
+def cpu_model():
+    """The CPU's model name (from /proc/cpuinfo where there is one), for reports and keys."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 class _RssSampler:

@@ -13,6 +13,7 @@ from torch.utils.data import TensorDataset
 
 from gentk.data import mnist
 from gentk.metrics import accuracy, get_evaluator
+from gentk.profile import cpu_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
@@ -39,15 +40,7 @@ def mnist_evaluator(root=None, epochs=6):
 
 
 def machine():
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()}-core {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{os.cpu_count()}-core {cpu_model()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 class Stopwatch:

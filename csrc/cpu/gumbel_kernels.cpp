@@ -49,7 +49,9 @@ inline T horizontal_max(const Vectorized<T>& v) {
   alignas(64) T lanes[Vectorized<T>::size()];
   v.store(lanes);
   T m = lanes[0];
-  for (int i = 1; i < Vectorized<T>::size(); ++i) m = std::max(m, lanes[i]);
+  for (int i = 1; i < Vectorized<T>::size(); ++i) {
+    if (lanes[i] > m || lanes[i] != lanes[i]) m = lanes[i];  // a NaN in any lane propagates, as at::vec::maximum
+  }
   return m;
 }
 
@@ -384,7 +386,7 @@ void softmax_forward_rows(const GumbelSoftmaxForward& a, int64_t r0, int64_t r1)
     perturbed.fill(r * K, K, y);
     if (a.hard) {  // a NaN soft sample gives a NaN row, as in one_hot_columns
       const T m = row_max(y, K);
-      const bool nan = !std::isfinite(m * inv_tau) || std::any_of(y, y + K, [](T v) { return v != v; });
+      const bool nan = !std::isfinite(m * inv_tau);  // row_max propagates NaN
       const int64_t first = std::find(y, y + K, m) - y;
       std::fill(y, y + K, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
       if (!nan) y[first] = T(1);

@@ -18,13 +18,13 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import platform
 import sys
 import time
 
 import torch
 
 from gentk import _extension
+from gentk.profile import cpu_model
 from gentk.selftest import runner
 from gentk.selftest.cases import FAMILIES
 
@@ -45,17 +45,6 @@ def _version(package):
         return None
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_key(device):
     """What the verdict for ``device`` depends on."""
     import gentk
@@ -69,7 +58,7 @@ def device_key(device):
         key.update(gpu=torch.cuda.get_device_name(device), capability=f"{major}.{minor}", driver=driver,
                    cuda=torch.version.cuda)
     else:
-        key.update(cpu=_cpu_model(), isa=torch.backends.cpu.get_cpu_capability())
+        key.update(cpu=cpu_model(), isa=torch.backends.cpu.get_cpu_capability())
     return key
 
 

@@ -192,3 +192,23 @@ def test_every_cpu_isa_build_agrees(tmp_path):
     """Each instruction-set build (forced with ATEN_CPU_CAPABILITY) draws the same noise and
     gives the same results."""
     assert_every_isa_agrees(tmp_path, ISA_SCRIPT, exact=lambda key: key.startswith("hard"))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("K", [5, 37, 1000])
+def test_a_nan_anywhere_in_a_row_gives_the_references_row(K, dtype):
+    """Wherever a NaN lands in a row (any vector lane, column or row layout), hard samples and
+    the categorical KL give the reference's answer: that row NaN, the others untouched."""
+    g = torch.Generator().manual_seed(K)
+    for position in (0, 1, K // 2, K - 1):
+        logits = torch.randn(3, K, generator=g, dtype=dtype)
+        logits[1, position] = float("nan")
+        gumbels = torch.randn(3, K, generator=g, dtype=dtype)
+        results = {}
+        for backend in ("torch", "cpp"):
+            with gentk.use_backend(backend):
+                results[backend] = (gentk.gumbel_softmax(logits, 0.5, hard=True, gumbels=gumbels),
+                                    gentk.categorical_kl_uniform(logits, reduction="none"))
+        for got, want in zip(results["cpp"], results["torch"]):
+            torch.testing.assert_close(got, want, equal_nan=True)
+        assert results["cpp"][0][1].isnan().all() and not results["cpp"][0][[0, 2]].isnan().any()
