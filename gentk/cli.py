@@ -3,6 +3,7 @@
     gentk train MODEL [--data digits] [--epochs N | --steps N] [--out runs/MODEL] ...
     gentk sample CKPT [--n 64] [--labels 0,1,2]
     gentk eval CKPT [--k 100]
+    gentk export CKPT OUT.pt
     gentk profile MODEL [--steps 20] [--trace trace.json]
     gentk bench [benchmark options]
 
@@ -236,11 +237,12 @@ def _class_count(labels, source):
     return len(counts)
 
 
-def _load_data(name, split, root, resolution, seed=0, download=False):
+def _load_data(name, split, root, resolution, seed=0, download=False, whole_test=False):
     from gentk import data
 
     try:
-        return data.load(name, split, root=root, resolution=resolution, seed=seed, download=download)
+        return data.load(name, split, root=root, resolution=resolution, seed=seed, download=download,
+                         whole_test=whole_test)
     except data.DataError as e:
         raise CommandError(str(e)) from None
 
@@ -496,7 +498,11 @@ def cmd_eval(argv):
     name = args.data or data_cfg.get("name", "digits")
     root = args.data_root or data_cfg.get("root")
     resolution = state["config"]["model"].get("resolution", data_cfg.get("resolution", 28))
-    test_data = _load_data(name, "test", root, resolution)
+    # a folder of only MNIST test files is split 8,000 train / 2,000 test for a run trained there;
+    # a run trained elsewhere is scored on all of its images
+    trained_here = data_cfg.get("root") is not None and root is not None and \
+        os.path.realpath(os.path.expanduser(root)) == os.path.realpath(os.path.expanduser(data_cfg["root"]))
+    test_data = _load_data(name, "test", root, resolution, whole_test=not trained_here)
     try:
         train_data = _load_data(name, "train", root, resolution)
     except CommandError:
@@ -512,6 +518,27 @@ def cmd_eval(argv):
         json.dump(results, f, indent=1)
     _print_metrics(f"{model.name} at step {state['step']} on {name} (test):", results)
     print(f"written to {path}")
+    return 0
+
+
+# --- export --------------------------------------------------------------------------------
+def cmd_export(argv):
+    p = _Parser(prog="gentk export", description="Write the weights file of a checkpoint: the networks that "
+                "sampling and evaluation need (a GAN's generator, a VAE's encoder and decoder), the config and "
+                "the step; no optimizer or RNG state, so it is smaller, but a run cannot resume from it. "
+                "`gentk sample` and `gentk eval` (with --data-root) take it as they take a checkpoint.")
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint file or run folder")
+    p.add_argument("out", metavar="OUT", help="weights file to write (.pt)")
+    args = p.parse_args(argv)
+    _check_output(args.out, "OUT", folder=False)
+    from gentk.train import CheckpointError
+    from gentk.train import checkpoint as ckpt
+
+    try:
+        ckpt.export_weights(args.checkpoint, args.out)
+    except CheckpointError as e:
+        raise CommandError(str(e)) from None
+    print(f"{args.out} ({os.path.getsize(args.out) / 2**20:.2f} MiB)")
     return 0
 
 
@@ -662,6 +689,7 @@ COMMANDS = {
     "train": (cmd_train, "train a model (gentk train MODEL --help)"),
     "sample": (cmd_sample, "draw samples from a checkpoint into a PNG grid"),
     "eval": (cmd_eval, "test ELBO/NLL and evaluator-classifier sample metrics of a checkpoint"),
+    "export": (cmd_export, "write a checkpoint's weights file (networks and config; no optimizer state)"),
     "profile": (cmd_profile, "time training steps: pure PyTorch vs gentk kernels, top operators"),
     "bench": (cmd_bench, "run the kernel benchmarks (from a source checkout)"),
     "selftest": (cmd_selftest, "test gentk's kernels on this device; `auto` on CUDA uses what passed"),

@@ -30,7 +30,7 @@ from gentk.data import digits, digits_colour, digits_edges
 from gentk.data.synthetic import _COLOURS, Unpaired
 from gentk.metrics import accuracy, get_evaluator
 from gentk.models.cyclegan import CycleGAN
-from gentk.models.image_nets import psnr
+from gentk.metrics.translation import psnr
 from gentk.models.pix2pix import Pix2Pix
 from gentk.models.stargan import StarGAN
 from gentk.train import Trainer, save_grid

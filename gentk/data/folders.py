@@ -1,14 +1,22 @@
 """Image folders in the formats the image-to-image models' papers used.
 
-- aligned pairs (pix2pix): ``ROOT/SPLIT/*.png|jpg``, each file A and B side by side (A|B);
+- aligned pairs (pix2pix): ``ROOT/SPLIT/*.png|jpg``, each file A and B side by side (A|B); a
+  ROOT with a ``train/`` folder and no ``test/`` one holds out its last ``HELD_OUT`` pairs (in
+  natural order: 351.jpg ... 400.jpg of the CMP facades) as the test split. Training pairs get
+  the pix2pix paper's jitter: both halves resized to 286/256 of the size, one random crop of
+  the size and one random mirror for the pair;
 - unaligned domains (CycleGAN): ``ROOT/SPLITA/`` and ``ROOT/SPLITB/`` (``trainA``, ``trainB``);
 - images with attributes (StarGAN, CelebA's format): ``ROOT/list_attr_celeba.txt`` (line 1 the
   image count, line 2 the attribute names, then ``file.jpg 1 -1 ...``) with the images in
   ``ROOT/img_align_celeba/``, ``ROOT/images/`` or ROOT itself.
 
-Images come back as float tensors [C, size, size] in [0, 1] (RGB unless ``channels=1``).
+Images come back as float tensors [C, size, size] in [0, 1] (RGB unless ``channels=1``). Each
+file is decoded once and kept in memory at the size it is cropped from (as uint8), so JPEG
+decoding is not paid again every epoch.
 """
 import os
+import re
+import sys
 
 import numpy as np
 import torch
@@ -24,11 +32,20 @@ ATTR_LAYOUT = ("ROOT/list_attr_celeba.txt (count, attribute names, then 'file.jp
 STARGAN_ATTRIBUTES = ("Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young")
 
 
+HELD_OUT = 50  # pairs held out as the test split of an aligned folder that has no test/
+JITTER = 286 / 256  # pix2pix: resize to 286, random crop of 256
+
+
+def natural_key(path):
+    """'2.jpg' before '10.jpg': numbers in a name compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", os.path.basename(path))]
+
+
 def list_images(folder, layout):
     if not os.path.isdir(folder):
         raise DataError(folder, "no such directory", layout)
-    files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                   if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith("."))
+    files = sorted((os.path.join(folder, f) for f in os.listdir(folder)
+                    if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")), key=natural_key)
     if not files:
         raise DataError(folder, "no images found", layout)
     check_images(files)
@@ -60,17 +77,21 @@ def open_image(path, channels):
             raise DataError(path, f"cannot read image: {e}") from None
 
 
-def to_tensor(img, size):
+def resized(img, size):
     from PIL import Image
 
-    if size is not None and img.size != (size, size):
-        img = img.resize((size, size), Image.BICUBIC)
-    array = np.asarray(img, dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = array[None]
-    else:
-        array = array.transpose(2, 0, 1)
+    return img if size is None or img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
+
+
+def to_uint8(img, size):
+    """[C, size, size] uint8 tensor of a PIL image resized (bicubic) to size x size."""
+    array = np.asarray(resized(img, size), dtype=np.uint8)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def to_tensor(img, size):
+    return to_uint8(img, size).float().div_(255)
 
 
 def center_square(img):
@@ -80,25 +101,90 @@ def center_square(img):
     return img.crop((left, top, left + side, top + side))
 
 
-class AlignedFolder(Dataset):
-    """pix2pix pairs: item i is (A, B), each [C, size, size], cut from one A|B image."""
+def aligned_files(root, split, held_out=None):
+    """The pair files of ``split``: ROOT/SPLIT/*, or, for a ROOT with train/ and no test/, the
+    training pairs split into all but the last ``held_out`` (train) and those (test)."""
+    root, held_out = str(root), HELD_OUT if held_out is None else held_out
+    if split in ("train", "test") and os.path.isdir(os.path.join(root, "train")) and \
+            not os.path.isdir(os.path.join(root, "test")):
+        files = list_images(os.path.join(root, "train"), ALIGNED_LAYOUT.format(split="train"))
+        if len(files) > held_out:
+            if root not in _told_held_out:
+                _told_held_out.add(root)
+                print(f"gentk: {root} has train/ and no test/: its last {held_out} pairs "
+                      f"({os.path.basename(files[-held_out])} ... {os.path.basename(files[-1])}) are the test split",
+                      file=sys.stderr)
+            return files[:-held_out] if split == "train" else files[-held_out:]
+    folder = os.path.join(root, split)
+    if split == "test" and not os.path.isdir(folder) and not os.path.isdir(os.path.join(root, "train")) and \
+            os.path.isdir(root) and any(f.lower().endswith(IMAGE_EXTENSIONS) for f in os.listdir(root)):
+        folder = root  # a folder of test pairs named directly
+    return list_images(folder, ALIGNED_LAYOUT.format(split=split))
 
-    def __init__(self, root, split="train", size=256, channels=3):
+
+_told_held_out = set()
+
+
+class AlignedFolder(Dataset):
+    """pix2pix pairs: item i is (A, B), each [C, size, size], cut from one A|B image. ``jitter``
+    (the training split's default): the paper's random resize-crop and mirror, the same for A and B."""
+    paired = True  # A and B of an item belong together (a CycleGAN evaluation can score A -> B)
+
+    def __init__(self, root, split="train", size=256, channels=3, jitter=None, files=None):
         self.layout = ALIGNED_LAYOUT.format(split=split)
-        self.files = list_images(os.path.join(str(root), split), self.layout)
+        self.files = list(files) if files is not None else aligned_files(root, split)
         self.size, self.channels = size, channels
+        self.jitter = split == "train" if jitter is None else jitter
+        self.load_size = round(size * JITTER) if self.jitter else size
+        self._decoded = {}
 
     def __len__(self):
         return len(self.files)
 
+    def pair(self, index):
+        """(A, B) of file ``index`` as uint8 [C, load size, load size], decoded once."""
+        if index not in self._decoded:
+            path = self.files[index]
+            img = open_image(path, self.channels)
+            w, h = img.size
+            if w < 2 or w % 2:
+                raise DataError(path, f"image is {w}x{h}; an aligned pair needs an even width", self.layout)
+            self._decoded[index] = (to_uint8(img.crop((0, 0, w // 2, h)), self.load_size),
+                                    to_uint8(img.crop((w // 2, 0, w, h)), self.load_size))
+        return self._decoded[index]
+
     def __getitem__(self, index):
-        path = self.files[index]
-        img = open_image(path, self.channels)
-        w, h = img.size
-        if w < 2 or w % 2:
-            raise DataError(path, f"image is {w}x{h}; an aligned pair needs an even width", self.layout)
-        a, b = img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w, h))
-        return to_tensor(a, self.size), to_tensor(b, self.size)
+        a, b = self.pair(index)
+        if self.jitter:
+            top, left = (int(v) for v in torch.randint(self.load_size - self.size + 1, (2,)))
+            a = a[:, top:top + self.size, left:left + self.size]
+            b = b[:, top:top + self.size, left:left + self.size]
+            if bool(torch.rand(()) < 0.5):
+                a, b = a.flip(-1), b.flip(-1)
+        return a.float().div_(255), b.float().div_(255)
+
+
+class UnpairedView(Dataset):
+    """CycleGAN on an aligned folder with no pair seen: domain A is the A halves of the first half
+    of the pairs, domain B the B halves of the second half (CMP facades: photos of 1-200, label
+    maps of 201-400 before the held-out pairs are taken). Item i is (A[i], B[j]) with j drawn
+    from torch's generator, as UnalignedFolders does."""
+
+    def __init__(self, pairs):
+        half = len(pairs) // 2
+        if half == 0:
+            raise DataError(pairs.layout, f"an unpaired view needs at least 2 pairs, got {len(pairs)}")
+        self.a = AlignedFolder(None, size=pairs.size, channels=pairs.channels, jitter=pairs.jitter,
+                               files=pairs.files[:half])
+        self.b = AlignedFolder(None, size=pairs.size, channels=pairs.channels, jitter=pairs.jitter,
+                               files=pairs.files[half:])
+
+    def __len__(self):
+        return max(len(self.a), len(self.b))
+
+    def __getitem__(self, index):
+        j = int(torch.randint(len(self.b), ()))
+        return self.a[index % len(self.a)][0], self.b[j][1]
 
 
 class UnalignedFolders(Dataset):

@@ -4,9 +4,15 @@ Layout: ``ROOT/train-images-idx3-ubyte[.gz]``, ``ROOT/train-labels-idx1-ubyte[.g
 training split and ``ROOT/t10k-images-idx3-ubyte[.gz]``, ``ROOT/t10k-labels-idx1-ubyte[.gz]``
 for the test split (any file starting ``train-images`` / ``t10k-images`` etc. is accepted).
 torchvision's downloader is used only when asked (``download=True``) and installed.
+
+A folder with only the 10,000 test files keeps the split gentk used before the training files
+were there: the first 8,000 test images train and the last 2,000 test, so a run trained there is
+never scored on its own training images (one line on stderr says so). ``whole_test=True`` (what
+``gentk eval`` asks for when the folder is not the one the run was trained on) reads all of them.
 """
 import gzip
 import os
+import sys
 
 import numpy as np
 import torch
@@ -18,6 +24,8 @@ from gentk.data.errors import DataError
 LAYOUT = ("ROOT/{prefix}-images-idx3-ubyte[.gz] and ROOT/{prefix}-labels-idx1-ubyte[.gz] "
           "(MNIST's IDX files, gzipped or not)")
 _PREFIX = {"train": "train", "test": "t10k"}
+TEST_ONLY_TRAIN = 8000  # a folder of only t10k-*: its first 8,000 images train, the rest test
+_told_test_only = set()
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -52,7 +60,7 @@ def _find(root, stem):
     return None
 
 
-def mnist(root, split="train", resolution=28, download=False):
+def mnist(root, split="train", resolution=28, download=False, whole_test=False):
     """TensorDataset of (image [1, R, R] in [0, 1], label) read from IDX files under root."""
     if split not in _PREFIX:
         raise ValueError(f"gentk.data.mnist: split must be 'train' or 'test', got {split!r}")
@@ -65,6 +73,10 @@ def mnist(root, split="train", resolution=28, download=False):
         _download(root)
     if not os.path.isdir(root):
         raise DataError(root, "no such directory", layout)
+    test_only = _find(root, "train-images") is None and _find(root, "train-labels") is None and \
+        _find(root, "t10k-images") is not None and not (split == "test" and whole_test)
+    if test_only:
+        prefix = "t10k"
     images_path = _find(root, f"{prefix}-images")
     labels_path = _find(root, f"{prefix}-labels")
     if images_path is None or labels_path is None:
@@ -83,11 +95,30 @@ def mnist(root, split="train", resolution=28, download=False):
     finite = np.isfinite(images).reshape(len(images), -1).all(1)
     if not finite.all():
         raise DataError(images_path, f"image {int(np.argmin(finite))} has NaN or infinite pixels")
+    if test_only:
+        if len(images) <= TEST_ONLY_TRAIN:  # too few to split: the test files are only the test split
+            if split == "train":
+                raise DataError(root, "no train-images* file for the train split", LAYOUT.format(prefix="train"))
+        else:
+            if root not in _told_test_only:
+                _told_test_only.add(root)
+                print(f"gentk: {root} holds only MNIST's test files (t10k-*), no train-*: its first "
+                      f"{TEST_ONLY_TRAIN:,} images are the training split, the other {len(images) - TEST_ONLY_TRAIN:,} "
+                      f"the test split", file=sys.stderr)
+            part = slice(None, TEST_ONLY_TRAIN) if split == "train" else slice(TEST_ONLY_TRAIN, None)
+            images, labels = images[part], labels[part]
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     if x.shape[-1] != resolution or x.shape[-2] != resolution:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
                           antialias=True).clamp_(0, 1)
     return TensorDataset(x.contiguous(), torch.from_numpy(labels.astype(np.int64)))
+
+
+def binarized(dataset, seed=0):
+    """A TensorDataset whose images are drawn once as pixels ~ Bernoulli(grey level) with a
+    generator seeded by ``seed``: the fixed binary test set that MNIST likelihoods are reported on."""
+    x, *rest = dataset.tensors
+    return TensorDataset(torch.bernoulli(x.clamp(0, 1), generator=torch.Generator().manual_seed(seed)), *rest)
 
 
 def _download(root):

@@ -22,10 +22,12 @@ def evaluate(model, test_data, *, train_data=None, dataset_key=None, cache_dir=N
     results = {}
     with torch.random.fork_rng():
         torch.manual_seed(seed)
+        # a model trained on binarized images is scored on the test set binarized once
+        likelihood_data = model.likelihood_data(test_data) if hasattr(model, "likelihood_data") else test_data
         if model_can(model, "elbo"):
-            results["test_neg_elbo"] = negative_elbo(model, test_data, max_examples=max_examples)
+            results["test_neg_elbo"] = negative_elbo(model, likelihood_data, max_examples=max_examples)
         if model_can(model, "importance_nll") and k:
-            results[f"test_nll_k{k}"] = importance_nll(model, test_data, k=k, max_examples=max_examples)
+            results[f"test_nll_k{k}"] = importance_nll(model, likelihood_data, k=k, max_examples=max_examples)
         if model_can(model, "latent_kl"):
             kls = per_dimension_kl(model, test_data, max_examples=max_examples)
             results.update({f"test_kl_{name}": v for name, v in kls.items()})

@@ -47,14 +47,18 @@ def predict(net, images, batch_size=1000):
     return torch.cat(feats), torch.cat(logits)
 
 
-def train_evaluator(train_images, train_labels, classes=None, epochs=4, batch_size=64, seed=0, lr=2e-3):
-    """Train the evaluator CNN (Adam, a few epochs, fixed seed) on labelled images."""
+def train_evaluator(train_images, train_labels, classes=None, epochs=4, batch_size=64, seed=0, lr=2e-3,
+                    lr_decay=False):
+    """Train the evaluator CNN (Adam, a few epochs, fixed seed) on labelled images; ``lr_decay``:
+    the rate falls linearly to 0 over the training (for long trainings on large sets)."""
     classes = classes or int(train_labels.max()) + 1
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():  # leave the caller's RNG stream alone
         torch.manual_seed(seed)
         net = EvaluatorCNN(train_images.shape[1], train_images.shape[-1], classes)
         opt = torch.optim.Adam(net.parameters(), lr=lr)
+        total = epochs * ((len(train_images) + batch_size - 1) // batch_size)
+        decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 - step / total if lr_decay else 1.0)
         net.train()
         for _ in range(epochs):
             perm = torch.randperm(len(train_images), generator=g)
@@ -64,6 +68,7 @@ def train_evaluator(train_images, train_labels, classes=None, epochs=4, batch_si
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                decay.step()
     net.eval()
     return net
 
@@ -73,7 +78,7 @@ def accuracy(net, images, labels):
     return (logits.argmax(1) == labels).float().mean().item()
 
 
-def get_evaluator(key, train_images, train_labels, cache_dir, epochs=4, seed=0):
+def get_evaluator(key, train_images, train_labels, cache_dir, epochs=4, seed=0, lr_decay=False):
     """The evaluator for data set ``key``, loaded from cache_dir or trained and saved there
     (``seed`` fixes its initialization and batch order; give each seed its own key)."""
     path = os.path.join(cache_dir, f"evaluator_{key}.pt")
@@ -85,7 +90,7 @@ def get_evaluator(key, train_images, train_labels, cache_dir, epochs=4, seed=0):
             return net.eval()
         except Exception:
             pass  # stale or damaged cache: train again
-    net = train_evaluator(train_images, train_labels, epochs=epochs, seed=seed)
+    net = train_evaluator(train_images, train_labels, epochs=epochs, seed=seed, lr_decay=lr_decay)
     atomic_save({"shape": net.shape, "state": net.state_dict()}, path)
     return net
 

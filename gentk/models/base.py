@@ -42,6 +42,9 @@ class GenerativeModel:
     classes = None
     #: names from CAPABILITIES this model has
     capabilities = frozenset()
+    #: the networks that sampling and evaluation need (None: all of them); a weights file
+    #: (gentk.train.checkpoint.export_weights) keeps only these
+    inference_networks = None
     #: the dataclass of the constructor's keyword arguments and their defaults (see ``option``)
     config_class = None
 

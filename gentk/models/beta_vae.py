@@ -21,7 +21,7 @@ import dataclasses
 import torch
 
 import gentk
-from gentk.models.base import first_tensor, from_data, host_floats, option, override
+from gentk.models.base import from_data, host_floats, option, override
 from gentk.models.checks import check_int, check_number
 from gentk.models.vae import ARCHITECTURES, VAE, VAEConfig
 
@@ -122,7 +122,7 @@ class BetaVAE(VAE):
         return objective, recon, kl_total, kl_dims
 
     def train_step(self, batch):
-        x = first_tensor(batch)
+        x = self.training_images(batch)
         with self.autocast():
             loss, recon, kl, kl_dims = self.losses(x)
         self.backward_step(loss, self.optimizer)

@@ -23,6 +23,7 @@ import dataclasses
 import torch
 
 import gentk
+from gentk.metrics.translation import TranslationScores
 from gentk.models.adversarial import AdversarialConfig, AdversarialModel, generator_loss, init_normal, set_requires_grad
 from gentk.models.base import from_data, host_floats, option, override, to_image_range, to_model_range
 from gentk.models.image_nets import (ExampleInputs, PatchDiscriminator, ResnetGenerator, batches, default_width,
@@ -90,6 +91,9 @@ class CycleGANConfig(AdversarialConfig):
     lambda_cyc: float = option(10.0, "cycle weight")
     lambda_identity: float = option(0.5, "identity loss weight as a fraction of --lambda-cyc (0 turns it off)")
     pool_size: int = option(50, "generated images each discriminator draws from (0: no pool)")
+    label_palette: str = option("none", "the palette of domain B when it is label maps: facades scores A -> B on "
+                                "the test pairs by per-pixel and per-class accuracy and class IoU",
+                                choices=("none", "facades"))
     total_steps: int | None = from_data(None)
     lr: float = from_data(2e-4)
 
@@ -101,6 +105,7 @@ class CycleGAN(AdversarialModel):
     data_kind = "unpaired"
     default_data = "digits-thickness"
     config_class = CycleGANConfig
+    inference_networks = ("gen_ab", "gen_ba")
 
     def __init__(self, **config):
         cfg = CycleGANConfig(**config)
@@ -226,15 +231,22 @@ class CycleGAN(AdversarialModel):
 
     @torch.no_grad()
     def evaluate_translation(self, test_data, max_examples=None):
-        """Mean cycle L1 (in [0, 1] pixel units) A -> B -> A and B -> A -> B on the test split."""
+        """Mean cycle L1 (in [0, 1] pixel units) A -> B -> A and B -> A -> B on the test split; on
+        paired test data the scores of A -> B against B as pix2pix's (L1, PSNR, SSIM and, with a
+        label palette, the label-map scores)."""
         totals, count = {"test_cycle_l1_a": 0.0, "test_cycle_l1_b": 0.0}, 0
+        scores = TranslationScores(self.config.get("label_palette"), prefix="test_ab_")
         for a, b in batches(test_data, max_examples=max_examples):
-            rec_a = self.translate(self.translate(a, "AtoB"), "BtoA").cpu()
+            fake_b = self.translate(a, "AtoB")
+            rec_a = self.translate(fake_b, "BtoA").cpu()
             rec_b = self.translate(self.translate(b, "BtoA"), "AtoB").cpu()
             totals["test_cycle_l1_a"] += (rec_a - a).abs().flatten(1).mean(1).sum().item()
             totals["test_cycle_l1_b"] += (rec_b - b).abs().flatten(1).mean(1).sum().item()
             count += len(a)
-        return {k: v / max(count, 1) for k, v in totals.items()}
+            if getattr(test_data, "paired", False):
+                scores.add(fake_b, b)
+        result = {k: v / max(count, 1) for k, v in totals.items()}
+        return {**result, **scores.result()} if scores.count else result
 
     def extra_state(self):
         return {**super().extra_state(), **self.examples.state(), "pool_a": self.pool_a.state(),

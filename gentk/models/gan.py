@@ -40,6 +40,7 @@ class GAN(AdversarialModel):
     paper = "Goodfellow et al. 2014, Generative Adversarial Nets"
     data_kind = "labelled"
     config_class = GANConfig
+    inference_networks = ("generator",)
 
     def __init__(self, **config):
         cfg = self.config_class(**config)  # a subclass's config: its own fields pass through to self.config

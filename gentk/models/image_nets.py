@@ -273,12 +273,6 @@ def batches(dataset, batch_size=256, max_examples=None):
             yield default_collate([dataset[i] for i in index])
 
 
-def psnr(output, target):
-    """Peak signal-to-noise ratio per image, in dB, for images in [0, 1]."""
-    mse = (output - target).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return 10 * torch.log10(1.0 / mse)
-
-
 def grid_rows(*rows):
     """Stack rows of images (each [k, C, H, W], the same k) into one tensor for a grid of
     ``nrow=k``; 1-channel rows are expanded when others are RGB."""

@@ -54,6 +54,7 @@ class InfoGAN(GAN):
     capabilities = frozenset({"code_sweeps"})
     paper = "Chen et al. 2016, InfoGAN: Interpretable Representation Learning by Information Maximizing GANs"
     config_class = InfoGANConfig
+    inference_networks = ("generator",)
 
     def __init__(self, **config):
         cfg = InfoGANConfig(**config)

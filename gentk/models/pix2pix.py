@@ -17,10 +17,11 @@ import dataclasses
 import torch
 
 import gentk
+from gentk.metrics.translation import TranslationScores
 from gentk.models.adversarial import AdversarialConfig, AdversarialModel, generator_loss, init_normal, set_requires_grad
 from gentk.models.base import from_data, host_floats, option, to_image_range, to_model_range
 from gentk.models.image_nets import (NORMS, ExampleInputs, PatchDiscriminator, UnetGenerator, batches,
-                                     default_width, patch_layers, psnr, translation_grid)
+                                     default_width, patch_layers, translation_grid)
 
 
 @dataclasses.dataclass
@@ -37,6 +38,9 @@ class Pix2PixConfig(AdversarialConfig):
                                   default_help="3 from 64 px, 2 below")
     dropout: float = option(0.5, "decoder dropout")
     lambda_l1: float = option(100.0, "L1 weight")
+    label_palette: str = option("none", "the palette of the outputs when they are label maps (photo -> labels): "
+                                "facades adds per-pixel and per-class accuracy and class IoU, each pixel read as "
+                                "its nearest palette colour", choices=("none", "facades"))
     lr: float = from_data(2e-4)
 
 
@@ -47,6 +51,7 @@ class Pix2Pix(AdversarialModel):
     data_kind = "paired"
     default_data = "digits-edges"
     config_class = Pix2PixConfig
+    inference_networks = ("generator",)
 
     def __init__(self, **config):
         cfg = Pix2PixConfig(**config)
@@ -145,15 +150,13 @@ class Pix2Pix(AdversarialModel):
 
     @torch.no_grad()
     def evaluate_translation(self, test_data, max_examples=None):
-        """Mean L1 and PSNR (in [0, 1] pixel units) of outputs against targets on the test pairs."""
-        l1, db, count = 0.0, 0.0, 0
+        """Mean L1, PSNR and SSIM (in [0, 1] pixel units) of outputs against targets on the test
+        pairs; with a label palette, the label-map scores of the outputs too."""
+        scores = TranslationScores(self.config.get("label_palette"))
         for chunk in batches(test_data, max_examples=max_examples):
             source, target = (chunk[0], chunk[1]) if self.direction == "AtoB" else (chunk[1], chunk[0])
-            out = self.translate(source).cpu()
-            l1 += (out - target).abs().flatten(1).mean(1).sum().item()
-            db += psnr(out, target).sum().item()
-            count += len(out)
-        return {"test_l1": l1 / max(count, 1), "test_psnr_db": db / max(count, 1)}
+            scores.add(self.translate(source), target)
+        return scores.result()
 
     def extra_state(self):
         return {**super().extra_state(), **self.examples.state()}

@@ -87,6 +87,7 @@ class StarGAN(AdversarialModel):
     data_kind = "attributes"
     default_data = "digits-colour"
     config_class = StarGANConfig
+    inference_networks = ("generator",)
 
     def __init__(self, **config):
         cfg = StarGANConfig(**config)

@@ -235,13 +235,38 @@ def model_from_checkpoint(path, device="cpu"):
 
 
 def load_networks(model, state):
+    """Load the networks of a checkpoint (all of the model's) or of a weights file (those that
+    sampling and evaluation need; the others keep their initialization)."""
     nets = model.networks()
-    if set(nets) != set(state["networks"]):
+    wanted = set(model.inference_networks or nets) if state.get("weights_only") else set(nets)
+    if not wanted <= set(state["networks"]) <= set(nets):
         raise CheckpointError(f"checkpoint has networks {sorted(state['networks'])} but model "
                               f"{model.name} has {sorted(nets)}")
-    for name in nets:
+    for name in state["networks"]:
         try:
             model.unwrapped(name).load_state_dict(state["networks"][name])
         except RuntimeError as e:
             raise CheckpointError(f"checkpoint network {name!r} does not fit the model: "
                                   f"{str(e).splitlines()[0]}") from None
+
+
+def export_weights(path, out, half=False, data=None):
+    """Write the weights file of checkpoint ``path`` to ``out``: the networks that sampling and
+    evaluation need (the model's ``inference_networks``), its config and step, no optimizer,
+    scheduler or RNG state and no data folder (``gentk eval --data-root`` names one). It loads
+    wherever a checkpoint does for sampling and evaluation; training cannot resume from it.
+    ``half``: floating-point tensors stored as float16 (half the size; loading casts them back);
+    ``data``: the data set the file names (its config's "data" entry), instead of the run's."""
+    from gentk import models
+
+    state = load(path)
+    model_cls = models.model_class(state["model"])
+    keep = model_cls.inference_networks or list(state["networks"])
+    config = {**state["config"], "data": {**(data or state["config"].get("data", {})), "root": None}}
+    weights = {"format": FORMAT, "version": VERSION, "model": state["model"], "config": config,
+               "step": state["step"], "weights_only": True,
+               "networks": {name: {k: v.half() if half and v.is_floating_point() else v
+                                   for k, v in state["networks"][name].items()} for name in keep},
+               "optimizers": {}, "schedulers": {}, "scaler": None, "extra": state.get("extra", {})}
+    save(weights, out)
+    return out

@@ -192,6 +192,9 @@ class Trainer:
         if state["model"] != self.model.name:
             raise ckpt.CheckpointError(f"{ckpt.resolve(path)}: checkpoint is for model {state['model']!r}, "
                                        f"not {self.model.name!r}")
+        if state.get("weights_only"):
+            raise ckpt.CheckpointError(f"{ckpt.resolve(path)}: is a weights file (no optimizer state): it samples "
+                                       f"and evaluates, but a run cannot resume from it")
         ckpt.load_networks(self.model, state)
         for kind, objects in (("optimizers", self.model.optimizers()), ("schedulers", self.model.schedulers())):
             saved = state.get(kind, {})
@@ -320,6 +323,7 @@ class Trainer:
 
             bar = tqdm(total=self.total_steps, initial=self.step, desc=f"{self.model.name}", dynamic_ncols=True)
         running, pending, started, images_seen = {}, {}, time.perf_counter(), 0
+        bar_start, bar_step = started, self.step
         batch = None
         self.model.train()
         try:
@@ -341,7 +345,9 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                         # per-latent values ("kl/3") go to the logs only: the bar stays one line
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in running.items() if "/" not in k}, refresh=False)
+                        rate = (self.step - bar_step) * self.batch_size / max(time.perf_counter() - bar_start, 1e-9)
+                        bar.set_postfix({**{k: f"{v:.4g}" for k, v in running.items() if "/" not in k},
+                                         "img/s": f"{rate:.3g}"}, refresh=False)
                     end_of_epoch = b == self.steps_per_epoch - 1
                     if self.step % self.log_every == 0 or self.step == self.total_steps or end_of_epoch:
                         elapsed = time.perf_counter() - started

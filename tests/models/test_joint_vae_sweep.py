@@ -38,10 +38,10 @@ def test_use_hidden_builds_mlps_with_the_given_widths():
 
 @pytest.mark.parametrize("options", [["hidden=24", "marginal_gamma=30"], ["data=planted", "shift=1"]])
 def test_short_runs_print_the_accuracy_and_the_category_table(monkeypatch, capsys, options):
-    monkeypatch.setattr(sweep, "mnist_split", lambda: (_digits(), _digits(20, seed=1)))
+    monkeypatch.setattr(sweep, "mnist_validation_split", lambda: (_digits(), _digits(20, seed=1)))
     assert sweep.main(["4", "every=2", "batch=8", "latent=2", *options]) == 0
     out = capsys.readouterr().out
-    assert out.count("held-out accuracy") == 2 and "-ELBO" in out and "by category (rows)" in out
+    assert out.count("validation accuracy") == 2 and "-ELBO" in out and "by category (rows)" in out
 
 
 def test_category_table_counts_each_example_once_at_its_code_and_label():
