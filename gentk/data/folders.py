@@ -130,9 +130,9 @@ class AlignedFolder(Dataset):
     (the training split's default): the paper's random resize-crop and mirror, the same for A and B."""
     paired = True  # A and B of an item belong together (a CycleGAN evaluation can score A -> B)
 
-    def __init__(self, root, split="train", size=256, channels=3, jitter=None, files=None):
+    def __init__(self, root, split="train", size=256, channels=3, jitter=None):
         self.layout = ALIGNED_LAYOUT.format(split=split)
-        self.files = list(files) if files is not None else aligned_files(root, split)
+        self.files = aligned_files(root, split)
         self.size, self.channels = size, channels
         self.jitter = split == "train" if jitter is None else jitter
         self.load_size = round(size * JITTER) if self.jitter else size
@@ -166,25 +166,22 @@ class AlignedFolder(Dataset):
 
 class UnpairedView(Dataset):
     """CycleGAN on an aligned folder with no pair seen: domain A is the A halves of the first half
-    of the pairs, domain B the B halves of the second half (CMP facades: photos of 1-200, label
-    maps of 201-400 before the held-out pairs are taken). Item i is (A[i], B[j]) with j drawn
+    of the pairs, domain B the B halves of the second half (CMP facades' 350 training pairs: photos
+    of 1-175, label maps of 176-350), both read through the one AlignedFolder. Item i is (A[i], B[j]) with j drawn
     from torch's generator, as UnalignedFolders does."""
 
     def __init__(self, pairs):
-        half = len(pairs) // 2
-        if half == 0:
+        self.pairs, self.half = pairs, len(pairs) // 2
+        if self.half == 0:
             raise DataError(pairs.layout, f"an unpaired view needs at least 2 pairs, got {len(pairs)}")
-        self.a = AlignedFolder(None, size=pairs.size, channels=pairs.channels, jitter=pairs.jitter,
-                               files=pairs.files[:half])
-        self.b = AlignedFolder(None, size=pairs.size, channels=pairs.channels, jitter=pairs.jitter,
-                               files=pairs.files[half:])
 
     def __len__(self):
-        return max(len(self.a), len(self.b))
+        return len(self.pairs) - self.half
 
     def __getitem__(self, index):
-        j = int(torch.randint(len(self.b), ()))
-        return self.a[index % len(self.a)][0], self.b[j][1]
+        j = int(torch.randint(len(self.pairs) - self.half, ()))
+        a = self.pairs[index % self.half][0]
+        return a, self.pairs[self.half + j][1]
 
 
 class UnalignedFolders(Dataset):
