@@ -4,9 +4,6 @@ trained on the 60,000 only (cached), the weights files each run leaves in
 benchmarks/results/weights/, and QUALITY.md, where each script owns one section.
 
     python -m benchmarks.quality.<name> [--mnist-root DIR]   # writes its section of QUALITY.md
-
-``mnist_split`` (the first 8,000 test images train, the last 2,000 are held out) is the older
-split that the digit-domain CycleGAN section still uses.
 """
 import os
 import re
@@ -24,7 +21,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DEFAULT_MNIST = os.path.join(os.path.dirname(ROOT), "shared", "data", "mnist")
 QUALITY_MD = os.path.join(ROOT, "QUALITY.md")
 CACHE = os.path.join(ROOT, "benchmarks", "results", "quality_cache")
-N_TRAIN = 8000
 WEIGHTS = os.path.join(ROOT, "benchmarks", "results", "weights")
 IMAGES = os.path.join(ROOT, "docs", "images")
 HEADER = ("# Model quality\n\nEach section is written by its script in `benchmarks/quality/` (command, budget and "
@@ -47,12 +43,6 @@ def mnist_validation_split(root=None, validation=10_000):
     images, labels = mnist(root or DEFAULT_MNIST, "train").tensors
     n = len(images) - validation
     return TensorDataset(images[:n], labels[:n]), TensorDataset(images[n:], labels[n:])
-
-
-def mnist_split(root=None):
-    """(train, held_out) TensorDatasets of (image [1, 28, 28] in [0, 1], label)."""
-    images, labels = mnist(root or DEFAULT_MNIST, "test").tensors
-    return TensorDataset(images[:N_TRAIN], labels[:N_TRAIN]), TensorDataset(images[N_TRAIN:], labels[N_TRAIN:])
 
 
 def mnist_evaluator(root=None, epochs=8):

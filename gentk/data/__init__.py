@@ -23,7 +23,8 @@ DATASETS = {
     "aligned-unpaired": ("unpaired", True, "CycleGAN domains from an aligned folder: the A halves of the first half "
                                            "of the training pairs, the B halves of the second half; tests on pairs"),
     "unaligned": ("unpaired", True, "CycleGAN folders --data-root/trainA, trainB"),
-    "attributes": ("attributes", True, "images + list_attr_celeba.txt in --data-root"),
+    "attributes": ("attributes", True, "images + list_attr_celeba.txt in --data-root (CelebA's format); the "
+                                       "list's last 30% are the test split"),
 }
 
 
@@ -56,7 +57,7 @@ def load(name, split="train", root=None, resolution=28, seed=0, channels=None, a
         return UnpairedView(pairs) if split == "train" else pairs
     if name == "unaligned":
         return UnalignedFolders(root, split, resolution, channels or 3)
-    return AttributeImages(root, attributes or STARGAN_ATTRIBUTES, resolution, channels or 3)
+    return AttributeImages(root, attributes or STARGAN_ATTRIBUTES, resolution, channels or 3, split=split)
 
 
 __all__ = [

@@ -234,13 +234,33 @@ def read_attribute_list(path, selected=None):
     return files, selected, torch.tensor(values, dtype=torch.float32).reshape(len(files), len(columns))
 
 
+ATTR_HELD_OUT = 0.3  # share of an attribute list (its last images) held out as the test split
+
+
+def attribute_split(count, split, held_out=ATTR_HELD_OUT):
+    """The rows of ``split`` in a list of ``count`` images: 'train' all but the last
+    ``held_out`` share, 'test' those, 'all' every row."""
+    if split not in ("train", "test", "all"):
+        raise DataError("split", f"expected 'train', 'test' or 'all', got {split!r}")
+    cut = count - max(1, round(count * held_out)) if count > 1 else count
+    return {"train": range(cut), "test": range(cut, count), "all": range(count)}[split]
+
+
 class AttributeImages(Dataset):
     """StarGAN data: item i is (image [C, size, size], attributes as a {0, 1} float vector).
-    Images are centre-cropped to a square, then resized."""
+    Images are centre-cropped to a square (CelebA's 178x218 to 178x178, as the StarGAN code
+    does), then resized (bicubic); each is decoded once and kept as uint8. ``split``: 'train'
+    is the list's first 70%, 'test' its last 30% (CelebA's 5,000 here: 000001-003500 and
+    003501-005000), 'all' the whole list."""
 
-    def __init__(self, root, attributes=None, size=128, channels=3, list_name="list_attr_celeba.txt"):
+    def __init__(self, root, attributes=None, size=128, channels=3, list_name="list_attr_celeba.txt", split="all"):
         root = str(root)
-        self.files, self.attributes, self.labels = read_attribute_list(os.path.join(root, list_name), attributes)
+        files, self.attributes, labels = read_attribute_list(os.path.join(root, list_name), attributes)
+        rows = attribute_split(len(files), split)
+        if not rows:
+            raise DataError(os.path.join(root, list_name), f"lists {len(files)} image(s): too few for a {split} split",
+                            ATTR_LAYOUT)
+        self.files, self.labels = files[rows.start:rows.stop], labels[rows.start:rows.stop]
         for candidate in (os.path.join(root, "img_align_celeba"), os.path.join(root, "images"), root):
             if os.path.isdir(candidate) and os.path.isfile(os.path.join(candidate, self.files[0])):
                 self.image_dir = candidate
@@ -249,10 +269,13 @@ class AttributeImages(Dataset):
             raise DataError(root, f"image {self.files[0]} (first in the list) not found", ATTR_LAYOUT)
         check_images([os.path.join(self.image_dir, f) for f in self.files])
         self.size, self.channels = size, channels
+        self._decoded = {}
 
     def __len__(self):
         return len(self.files)
 
     def __getitem__(self, index):
-        img = open_image(os.path.join(self.image_dir, self.files[index]), self.channels)
-        return to_tensor(center_square(img), self.size), self.labels[index]
+        if index not in self._decoded:
+            img = open_image(os.path.join(self.image_dir, self.files[index]), self.channels)
+            self._decoded[index] = to_uint8(center_square(img), self.size)
+        return self._decoded[index].float().div_(255), self.labels[index]

@@ -169,7 +169,7 @@ def test_attribute_images(tmp_path):
     (tmp_path / "list_attr_celeba.txt").write_text(
         "2\nBlack_Hair Blond_Hair Brown_Hair Male Young Smiling\n"
         "000000.jpg  1 -1 -1  1  1 -1\n000001.jpg -1  1 -1 -1  1  1\n")
-    ds = data.load("attributes", root=tmp_path, resolution=8)
+    ds = data.AttributeImages(tmp_path, data.STARGAN_ATTRIBUTES, size=8)  # split="all"
     x, attrs = ds[1]
     assert x.shape == (3, 8, 8)
     assert attrs.tolist() == [0, 1, 0, 0, 1]  # StarGAN's five default attributes
@@ -211,3 +211,37 @@ def test_download_needs_torchvision(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_torchvision)
     with pytest.raises(DataError, match="torchvision is not installed"):
         data.load("mnist", root=tmp_path, download=True)
+
+
+def test_attribute_splits_hold_out_the_last_share_of_the_list(tmp_path):
+    os.makedirs(tmp_path / "images")
+    rows = []
+    for i in range(10):
+        _png(str(tmp_path / "images" / f"{i + 1:06d}.jpg"), 10, 12, (25 * i, 0, 0))
+        rows.append(f"{i + 1:06d}.jpg " + ("1 -1" if i % 2 else "-1 1"))
+    (tmp_path / "list_attr_celeba.txt").write_text("10\nA B\n" + "\n".join(rows) + "\n")
+    train = data.load("attributes", "train", root=tmp_path, resolution=8, attributes=["B"])
+    test = data.load("attributes", "test", root=tmp_path, resolution=8, attributes=["B"])
+    assert train.files == [f"{i:06d}.jpg" for i in range(1, 8)] and test.files == ["000008.jpg", "000009.jpg",
+                                                                                     "000010.jpg"]
+    assert test.labels.squeeze(1).tolist() == [0, 1, 0]  # rows 8-10 carry their own labels
+    assert abs(test[2][0][0].mean().item() - 225 / 255) < 0.02  # and their own images
+    with pytest.raises(DataError, match="split"):
+        data.AttributeImages(tmp_path, split="validation")
+
+
+CELEBA = os.path.join(ROOT, "..", "shared", "data", "celeba")
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(CELEBA, "list_attr_celeba.txt")),
+                    reason="the shared CelebA faces are not here")
+def test_the_stargan_attributes_of_the_real_celeba_list():
+    files, names, values = data.read_attribute_list(os.path.join(CELEBA, "list_attr_celeba.txt"),
+                                                    data.STARGAN_ATTRIBUTES)
+    assert names == ["Black_Hair", "Blond_Hair", "Brown_Hair", "Male", "Young"] and files[0] == "000001.jpg"
+    # 000001.jpg in CelebA's list: Brown_Hair, not Male, Young (columns 9, 10, 12, 21, 40 of the 40)
+    assert values[0].tolist() == [0, 0, 1, 0, 1]
+    test = data.load("attributes", "test", root=CELEBA, resolution=64)
+    assert len(test) == round(0.3 * len(files)) and test.files[0] == files[len(files) - len(test)]
+    x, c = test[0]
+    assert x.shape == (3, 64, 64) and c.tolist() == values[len(files) - len(test)].tolist()
