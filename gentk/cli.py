@@ -486,6 +486,10 @@ def cmd_eval(argv):
     p.add_argument("--out", default=None, help="JSON file to write (default RUN/eval.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=_device, default=None)
+    p.add_argument("--test-mode", choices=("eval", "paper"), default=None,
+                   help="pix2pix: run the generator in eval mode (the default: batch norm's running statistics, "
+                        "no dropout) or as the paper tests it (each image's own batch-norm statistics, dropout on; "
+                        "--seed fixes the dropout)")
     args = p.parse_args(argv)
     import torch
 
@@ -494,6 +498,11 @@ def cmd_eval(argv):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, state = _load_model(args.checkpoint, device)
+    if args.test_mode is not None:
+        if model.name != "pix2pix":
+            raise CommandError(f"--test-mode applies to pix2pix, not to model {model.name}")
+        model.test_mode = args.test_mode
+        torch.manual_seed(args.seed)
     data_cfg = state["config"].get("data", {})
     name = args.data or data_cfg.get("name", "digits")
     root = args.data_root or data_cfg.get("root")

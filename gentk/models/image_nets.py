@@ -32,6 +32,26 @@ def default_width(resolution, paper=64, small=16):
     return paper if resolution >= 128 else small
 
 
+@contextlib.contextmanager
+def paper_test_mode(net):
+    """Run an eval-mode ``net`` as the pix2pix paper tests: batch norm on the statistics of the
+    batch it is given (per image, for a batch of one) and dropout on. Batch norm's running
+    statistics and its batch counter stay untouched."""
+    saved = [(m, m.training, getattr(m, "track_running_stats", None)) for m in net.modules()
+             if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout))]
+    for m, _, _ in saved:
+        m.training = True
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+    try:
+        yield net
+    finally:
+        for m, training, track in saved:
+            m.training = training
+            if track is not None:
+                m.track_running_stats = track
+
+
 class NormAct(nn.Module):
     """norm then activation (``relu``, ``leaky_relu`` or None). ``norm``: ``instance``
     (gentk's fused InstanceNormAct2d, or nn.InstanceNorm2d + activation when not fused),

@@ -21,7 +21,7 @@ from gentk.metrics.translation import TranslationScores
 from gentk.models.adversarial import AdversarialConfig, AdversarialModel, generator_loss, init_normal, set_requires_grad
 from gentk.models.base import from_data, host_floats, option, to_image_range, to_model_range
 from gentk.models.image_nets import (NORMS, ExampleInputs, PatchDiscriminator, UnetGenerator, batches,
-                                     default_width, patch_layers, translation_grid)
+                                     default_width, paper_test_mode, patch_layers, translation_grid)
 
 
 @dataclasses.dataclass
@@ -52,6 +52,7 @@ class Pix2Pix(AdversarialModel):
     default_data = "digits-edges"
     config_class = Pix2PixConfig
     inference_networks = ("generator",)
+    test_mode = "eval"  # or "paper" (see translate); gentk eval --test-mode sets it
 
     def __init__(self, **config):
         cfg = Pix2PixConfig(**config)
@@ -124,8 +125,16 @@ class Pix2Pix(AdversarialModel):
 
     @torch.no_grad()
     def translate(self, source):
-        """Generator output in [0, 1] for inputs in [0, 1]."""
-        return to_image_range(self.generator(to_model_range(source.to(self.device))).float())
+        """Generator output in [0, 1] for inputs in [0, 1]. Outside training, ``test_mode``
+        ``"paper"`` runs the generator as the paper tests it: batch norm on each image's own
+        statistics (one image at a time) and dropout on, the running statistics left untouched."""
+        x = to_model_range(source.to(self.device))
+        if self.test_mode == "paper" and not self.generator.training:
+            with paper_test_mode(self.generator):
+                out = torch.cat([self.generator(x[i:i + 1]) for i in range(len(x))])
+        else:
+            out = self.generator(x)
+        return to_image_range(out.float())
 
     @torch.no_grad()
     def sample(self, n, labels=None, generator=None, inputs=None):

@@ -58,6 +58,9 @@ def test_train_resume_sample_eval_profile(tmp_path, capsys):
     assert 0 <= result["samples_coverage"] <= 1 and result["samples_frechet_distance"] > 0
     assert result["evaluator_test_accuracy"] > 0.8
     assert os.path.getmtime(evaluator) == stamp  # the cached evaluator was reused
+    capsys.readouterr()
+    assert cli.main(["eval", out, "--test-mode", "paper"]) == 2
+    assert "--test-mode applies to pix2pix, not to model vae" in capsys.readouterr().err
 
     trace, report = str(tmp_path / "trace.json"), str(tmp_path / "profile.json")
     assert cli.main(["profile", "vae", *FAST[:-1], "--steps", "2", "--warmup", "1", "--batch-size", "16",

@@ -1,5 +1,6 @@
 """pix2pix: training through the CLI with batch and instance norm, the translation grid, the
 U-Net's shapes and skips, and the fused (instance-norm) networks against plain torch layers."""
+import copy
 import json
 import math
 import os
@@ -37,6 +38,12 @@ def test_train_sample_eval_through_the_cli(tmp_path, capsys, norm):
         assert cli.main(["eval", out, "--max-examples", "20"]) == 0
         saved = json.load(open(os.path.join(out, "eval.json")))
         assert saved["step"] == 3 and 0 < saved["test_l1"] < 1 and saved["test_psnr_db"] > 0
+        paper = [str(tmp_path / f"paper{i}.json") for i in range(3)]
+        for path, seed in zip(paper, (0, 0, 1)):
+            assert cli.main(["eval", out, "--max-examples", "20", "--test-mode", "paper", "--seed", str(seed),
+                             "--out", path]) == 0
+        first, again, other = (json.load(open(p))["test_l1"] for p in paper)
+        assert first == again and first != saved["test_l1"] and other != first  # the seed fixes the dropout
 
 
 def test_direction_picks_the_input_side():
@@ -47,6 +54,29 @@ def test_direction_picks_the_input_side():
     assert source.max() == -1 and target.min() == 1
     with pytest.raises(ValueError, match="direction"):
         Pix2Pix(direction="sideways")
+
+
+def test_paper_test_mode_normalizes_each_image_by_itself_and_keeps_running_statistics():
+    torch.manual_seed(0)
+    model = Pix2Pix(resolution=16, width=4, d_width=4, dropout=0.0)
+    model.train()
+    for _ in range(3):  # running statistics that differ from any one image's
+        model.generator(torch.randn(4, 1, 16, 16) * 3 + 1)
+    model.eval()
+    buffers = {k: v.clone() for k, v in model.generator.state_dict().items()}
+    x = torch.rand(3, 1, 16, 16)
+    eval_out = model.translate(x)
+    model.test_mode = "paper"
+    together = model.translate(x)
+    for k, v in model.generator.state_dict().items():  # running statistics and batch counters untouched
+        assert torch.equal(v, buffers[k]), k
+    assert not any(m.training for m in model.generator.modules())  # eval mode restored
+    alone = torch.cat([model.translate(x[i:i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone)  # independent of the batch it comes in
+    assert (together - eval_out).abs().max() > 1e-3
+    reference = copy.deepcopy(model.generator).train()  # batch norm on one image's own statistics
+    with torch.no_grad():
+        torch.testing.assert_close(together[1:2], ((reference(x[1:2] * 2 - 1) + 1) / 2).clamp(0, 1))
 
 
 def test_unet_depth_padding_dropout_and_skips():
