@@ -4,7 +4,7 @@ are held out) and scores every checkpoint as benchmarks/quality/gan.py scores it
 (10,000 samples, 1,000 per code value, read by the evaluator, one-to-one map).
 
     python -m benchmarks.quality.infogan_steps OUT [--steps 16000] [--every 2000] [--seed 0]
-        [--set key=value ...] [--resume]
+        [--batch-size 64] [--set key=value ...] [--resume]
 
 --set overrides a setting of gan.py's infogan run (say lambda_cat=2); --resume continues the run
 in OUT to --steps. One line per checkpoint goes to stdout.
@@ -40,6 +40,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=16000)
     p.add_argument("--every", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=SETTINGS["infogan"]["batch_size"])
     p.add_argument("--set", type=parse_setting, action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
@@ -50,7 +51,7 @@ def main(argv=None):
     checkpoints = os.path.join(args.out, "checkpoints")
     start = time.time()
     trainer = Trainer(build("infogan", resolution=28, channels=1, **config), train, args.out, steps=args.steps,
-                      batch_size=SETTINGS["infogan"]["batch_size"], seed=args.seed, log_every=500,
+                      batch_size=args.batch_size, seed=args.seed, log_every=500,
                       sample_every=args.steps, checkpoint_every=args.every, keep_last=10 ** 6, device="cpu",
                       progress=False, tensorboard=False, overwrite=not args.resume)
     trainer.fit(resume=list_checkpoints(checkpoints)[-1][1] if args.resume else None)
@@ -61,7 +62,7 @@ def main(argv=None):
         model.eval()
         samples = model.sample(N_SAMPLES, labels=codes, generator=torch.Generator().manual_seed(1))
         _, agreement, _ = hungarian_agreement(codes, predict(evaluator, samples)[1].argmax(1))
-        print(f"{config} seed {args.seed} step {state['step']}: agreement {100 * agreement:.1f}% "
+        print(f"{config} batch {args.batch_size} seed {args.seed} step {state['step']}: agreement {100 * agreement:.1f}% "
               f"(this call trained {minutes:.1f} min)", flush=True)
 
 
