@@ -41,11 +41,10 @@ class NoisePrior(nn.Module):
         self.inner, self.noise = generator, noise
         if prior == "uniform":
             self.transform = lambda z: torch.erf(z / math.sqrt(2))
-        elif prior.startswith("sigma:"):
-            sigma = float(prior.partition(":")[2])
+        elif prior.startswith("sigma:") and isinstance(sigma := parse_value(prior[6:]), (int, float)) and sigma > 0:
             self.transform = lambda z: sigma * z
         else:
-            raise SystemExit(f"prior must be gaussian, uniform or sigma:S, got {prior!r}")
+            raise SystemExit(f"prior must be gaussian, uniform or sigma:S with S > 0, got {prior!r}")
 
     def forward(self, x, labels=None):
         return self.inner(torch.cat([self.transform(x[:, :self.noise]), x[:, self.noise:]], 1), labels)

@@ -36,6 +36,9 @@ OPTIONS = {"seed": 0, "threads": 1, "every": 1000, "batch": 64, "hidden": "", "d
 
 
 def parse_value(text):
+    """An int, a float, True or False, else the text itself."""
+    if text in ("True", "False"):
+        return text == "True"
     for kind in (int, float):
         try:
             return kind(text)

@@ -62,8 +62,8 @@ def main(argv=None):
         model.eval()
         samples = model.sample(N_SAMPLES, labels=codes, generator=torch.Generator().manual_seed(1))
         _, agreement, _ = hungarian_agreement(codes, predict(evaluator, samples)[1].argmax(1))
-        print(f"{config} batch {args.batch_size} seed {args.seed} step {state['step']}: agreement {100 * agreement:.1f}% "
-              f"(this call trained {minutes:.1f} min)", flush=True)
+        print(f"{config} batch {args.batch_size} seed {args.seed} step {state['step']}: "
+              f"agreement {100 * agreement:.1f}% (this call trained {minutes:.1f} min)", flush=True)
 
 
 if __name__ == "__main__":

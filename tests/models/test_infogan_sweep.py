@@ -40,9 +40,15 @@ def test_sigma_prior_scales_only_the_noise():
     assert torch.allclose(seen[:, :62], 0.25 * x[:, :62]) and torch.equal(seen[:, 62:], x[:, 62:])
 
 
-def test_an_unknown_prior_is_refused_by_name():
+@pytest.mark.parametrize("prior", ["laplace", "sigma:0", "sigma:wide"])
+def test_an_unknown_prior_is_refused_by_name(prior):
     with pytest.raises(SystemExit, match="prior"):
-        sweep.NoisePrior(Recorder(), 62, "laplace")
+        sweep.NoisePrior(Recorder(), 62, prior)
+
+
+def test_switches_parse_as_booleans():
+    assert sweep.parse_value("False") is False and sweep.parse_value("True") is True
+    assert sweep.parse_value("3") == 3 and sweep.parse_value("0.5") == 0.5 and sweep.parse_value("conv") == "conv"
 
 
 def test_a_short_run_prints_each_seed_and_the_mean(monkeypatch, capsys):
