@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from benchmarks.quality.common import mnist_evaluator, mnist_validation_split
-from benchmarks.quality.gan import N_SAMPLES, SETTINGS, hungarian_agreement
+from benchmarks.quality.gan import SETTINGS, code_agreement
 from benchmarks.experiments.joint_vae_sweep import parse_value
-from gentk.metrics.classifier import predict
 from gentk.models import build
 from gentk.train import seed_everything
 
@@ -57,16 +56,13 @@ def run(config, seed, steps, every, batch, prior, train, evaluator):
         model.generator = NoisePrior(model.generator, model.noise, prior)
     images, labels = train.tensors
     draw = torch.Generator().manual_seed(seed)
-    codes = torch.arange(N_SAMPLES) % 10
     agreement = {}
     model.train()
     for step in range(1, steps + 1):
         index = torch.randint(len(images), (batch,), generator=draw)
         model.train_step((images[index], labels[index]))
         if step % every == 0 or step == steps:
-            model.eval()
-            samples = model.sample(N_SAMPLES, labels=codes, generator=torch.Generator().manual_seed(1))
-            agreement[step] = hungarian_agreement(codes, predict(evaluator, samples)[1].argmax(1))[1]
+            agreement[step] = code_agreement(model.eval(), evaluator)[1]
             model.train()
     return agreement
 

@@ -26,7 +26,6 @@ import fcntl
 import glob
 import json
 import os
-import sys
 
 import torch
 
@@ -76,6 +75,14 @@ def hungarian_agreement(codes, predicted, classes=10):
     rows, cols = linear_sum_assignment(-confusion.numpy())
     mapping = dict(zip(rows.tolist(), cols.tolist()))
     return mapping, confusion[rows, cols].sum().item() / len(codes), confusion
+
+
+def code_agreement(model, evaluator):
+    """An InfoGAN's categorical code against the evaluator's labels, as ``evaluate`` scores it:
+    (code -> digit map, agreement, confusion) over N_SAMPLES samples, 1,000 per code value."""
+    codes = torch.arange(N_SAMPLES) % 10
+    samples = model.sample(N_SAMPLES, labels=codes, generator=torch.Generator().manual_seed(1))
+    return hungarian_agreement(codes, predict(evaluator, samples)[1].argmax(1))
 
 
 def evaluate(name, model, evaluator, train_set, test, real_feats, pictures_to=None):

@@ -17,8 +17,7 @@ import time
 import torch
 
 from benchmarks.quality.common import mnist_evaluator, mnist_validation_split
-from benchmarks.quality.gan import N_SAMPLES, SETTINGS, hungarian_agreement
-from gentk.metrics.classifier import predict
+from benchmarks.quality.gan import SETTINGS, code_agreement
 from gentk.models import build
 from gentk.train import Trainer
 from gentk.train.checkpoint import list_checkpoints, model_from_checkpoint
@@ -56,12 +55,9 @@ def main(argv=None):
                       progress=False, tensorboard=False, overwrite=not args.resume)
     trainer.fit(resume=list_checkpoints(checkpoints)[-1][1] if args.resume else None)
     minutes = (time.time() - start) / 60
-    codes = torch.arange(N_SAMPLES) % 10
     for _, path in list_checkpoints(checkpoints):
         model, state = model_from_checkpoint(path)
-        model.eval()
-        samples = model.sample(N_SAMPLES, labels=codes, generator=torch.Generator().manual_seed(1))
-        _, agreement, _ = hungarian_agreement(codes, predict(evaluator, samples)[1].argmax(1))
+        _, agreement, _ = code_agreement(model.eval(), evaluator)
         print(f"{config} batch {args.batch_size} seed {args.seed} step {state['step']}: "
               f"agreement {100 * agreement:.1f}% (this call trained {minutes:.1f} min)", flush=True)
 

@@ -6,6 +6,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from benchmarks.experiments import infogan_sweep as sweep
+from benchmarks.quality import gan as quality_gan
 from gentk.metrics.classifier import EvaluatorCNN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,7 +57,7 @@ def test_a_short_run_prints_each_seed_and_the_mean(monkeypatch, capsys):
     data = TensorDataset(torch.rand(64, 1, 28, 28, generator=g), torch.arange(64) % 10)
     monkeypatch.setattr(sweep, "mnist_validation_split", lambda: (data, data))
     monkeypatch.setattr(sweep, "mnist_evaluator", lambda: (EvaluatorCNN().eval(), None))
-    monkeypatch.setattr(sweep, "N_SAMPLES", 50)
+    monkeypatch.setattr(quality_gan, "N_SAMPLES", 50)
     sweep.main(["4", "seeds=0,1", "every=2", "batch=8", "prior=uniform", "width=4"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and "width=4" in lines[0] and "prior=uniform" in lines[0]
